@@ -1,0 +1,145 @@
+"""The `llmkit` command.
+
+    llmkit train RECIPE.yaml [key=value ...]     run a training recipe
+    llmkit train RECIPE.yaml --print-config      show the resolved config with each field's help
+    llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
+    llmkit quickstart [--output DIR]             the demo: every conventional method, side by side
+    llmkit tiny ARCH DIR                         build a tiny random-init model (bert, gpt2, llama)
+
+User errors (config, data, paths) print one line and exit with code 2, before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from llmkit.errors import LlmkitError
+
+
+def _train_epilog() -> str:
+    from llmkit.methods import REGISTRY
+    from llmkit.recipes import RECIPES
+
+    kinds = "\n".join(f"  {k:<10} {r.summary}" for k, r in RECIPES.items())
+    methods = "\n".join(f"  {name:<14} {_first_line(m)}" for name, m in REGISTRY.items())
+    return (f"recipe kinds (the `kind:` key of a recipe file):\n{kinds}\n\nmethods (`method.name`):\n{methods}\n\n"
+            "overrides use the YAML's dotted names: train.learning_rate=1e-4 model.name=tiny-bert\n"
+            "aliases: learning_rate epochs max_steps batch_size seed (train.*), output_dir (output.dir),\n"
+            "         model=NAME (model.name), method=NAME (method.name), data=PATH (data.path)")
+
+
+def _first_line(obj) -> str:
+    doc = sys.modules[obj.__module__].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def cmd_train(args) -> int:
+    from llmkit.config import describe
+    from llmkit.recipes import load_config
+
+    recipe, cfg = load_config(args.recipe, args.overrides)
+    if args.print_config:
+        print(f"# resolved config of {args.recipe} (defaults < YAML < overrides)")
+        print(describe(cfg))
+        return 0
+    out = Path(cfg.output.dir)
+    metrics = recipe.run(cfg, out)
+    if _is_main():
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+        print(f"wrote {out}/ (metrics.json, report.md)")
+    return 0
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def cmd_compare(args) -> int:
+    from llmkit.compare import compare
+
+    path = compare(args.runs, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from llmkit.quickstart import quickstart
+
+    quickstart(args.output, fast=args.fast)
+    return 0
+
+
+def cmd_tiny(args) -> int:
+    from llmkit.models.tiny import ARCHS, build_tiny
+
+    if args.arch not in ARCHS:
+        raise LlmkitError(f"unknown architecture {args.arch!r}; choose one of {', '.join(ARCHS)}")
+    print(build_tiny(args.arch, args.dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmkit", description="Adapt pretrained language models from one CLI.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="run a training recipe", epilog=_train_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run a training recipe: llmkit train RECIPE.yaml [key=value ...]")
+    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="compare finished runs: Markdown table and PNG plot")
+    p.add_argument("runs", nargs="+", help="output directories of finished runs")
+    p.add_argument("--output", default="runs/compare", help="where to write compare.md and compare.png")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("quickstart", help="run the demo end to end on the embedded defaults")
+    p.add_argument("--output", default="runs/quickstart", help="output directory")
+    p.add_argument("--fast", action="store_true", help="a much smaller run (tiny models, few steps)")
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("tiny", help="build a tiny random-init model with its tokenizer (for smoke runs)")
+    p.add_argument("arch", help="bert, gpt2 or llama")
+    p.add_argument("dir", help="output directory")
+    p.set_defaults(func=cmd_tiny)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep the libraries' load reports and per-file bars out of the way (LLMKIT_VERBOSE=1 keeps them)."""
+    if os.environ.get("LLMKIT_VERBOSE"):
+        return
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "overrides", None) is not None:  # key=value may follow flags too
+        args.overrides += [e for e in extra if "=" in e and not e.startswith("-")]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except LlmkitError as e:
+        print(f"llmkit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("llmkit: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

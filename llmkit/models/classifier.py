@@ -1,0 +1,129 @@
+"""A sequence classifier: any Hugging Face backbone + pooling + a linear head.
+
+Why not `AutoModelForSequenceClassification`: its pooling is fixed per architecture (BERT uses the
+[CLS] token through a pooler that sentence encoders such as all-MiniLM-L6-v2 never trained; they
+were trained with mean pooling), and its head layout differs per model. One small module with a
+`pooling` choice gives every method (feature-based, finetune I/II, LoRA, adapters, prefix) the same
+model on encoders and decoders alike.
+
+Saved layout (`output_dir/model/`):
+    classifier.json     labels, pooling, max_length, base model name
+    head.safetensors    the linear head
+    backbone/           only when backbone weights were trained: a full HF model, or a PEFT
+                        adapter directory; otherwise the base model named in classifier.json is used
+    tokenizer files
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+POOLINGS = ("mean", "cls", "last")
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, H) hidden states, (B, T) attention mask -> (B, H)."""
+    if how == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        # Last non-padding token, for left or right padding alike.
+        idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = (idx * mask).argmax(dim=1)  # (B,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"unknown pooling {how!r}")
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(self, backbone: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        hidden = backbone.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_labels)  # (H -> C)
+
+    def embed(self, input_ids, attention_mask) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.pooling)  # (B, H)
+
+    def forward(self, input_ids, attention_mask) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))  # (B, C) logits
+
+    def backbone_trains(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+
+def save_classifier(model: SequenceClassifier, tokenizer, out_dir: str | Path, *, labels: list[str],
+                    base_model: str, max_length: int) -> Path:
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+              str(out / "head.safetensors"))
+    if model.backbone_trains():
+        # PeftModel.save_pretrained writes only the adapter; a plain model writes everything.
+        model.backbone.save_pretrained(out / "backbone", safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length,
+            "base_model": base_model, "backbone_saved": model.backbone_trains()}
+    (out / "classifier.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def load_classifier(model_dir: str | Path):
+    """-> (SequenceClassifier in eval mode, tokenizer, meta). Loads in one process, on CPU."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "classifier.json").read_text())
+    from llmkit.models.loading import resolve_model
+
+    backbone_dir = model_dir / "backbone"
+    if (backbone_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
+        backbone = PeftModel.from_pretrained(base, backbone_dir)
+    elif (backbone_dir / "config.json").is_file():
+        backbone = AutoModel.from_pretrained(backbone_dir)
+    else:
+        backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
+    model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"])
+    model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return model.eval(), tokenizer, meta
+
+
+class Collator:
+    """(text or (text, pair), label) items -> padded tensors."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, batch):
+        texts, labels = zip(*batch)
+        args = [list(x) for x in zip(*texts)] if isinstance(texts[0], tuple) else [list(texts)]
+        enc = self.tokenizer(*args, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": torch.tensor(labels)}
+
+
+@torch.no_grad()
+def predict(model: SequenceClassifier, tokenizer, texts: list, max_length: int, batch_size: int = 64) -> list[int]:
+    """Predicted label ids for `texts` (strings or (text, pair) tuples), batched, eval mode."""
+    model.eval()
+    collate = Collator(tokenizer, max_length)
+    dev = next(model.parameters()).device
+    preds = []
+    for i in range(0, len(texts), batch_size):
+        b = collate([(t, 0) for t in texts[i:i + batch_size]])
+        preds += model(b["input_ids"].to(dev), b["attention_mask"].to(dev)).argmax(-1).tolist()
+    return preds

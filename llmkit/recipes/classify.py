@@ -1,0 +1,303 @@
+"""The classify recipe: text classification with any method on any encoder or decoder.
+
+    llmkit train recipes/classify/finetune_all.yaml [key=value ...]
+
+Flow: validate data -> load model -> method.apply (decides what trains) -> train -> test -> save.
+Two paths, chosen by what trains, never by the method's name:
+  * backbone frozen (feature-based, finetune I with 0 blocks): embeddings are computed once and
+    cached, then the head is fit on them (the method's closed-form `fit_head`, else AdamW).
+  * backbone (partly) trainable: the training loop in `train_loop`, on Accelerate, with global
+    batch size, derived gradient accumulation, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from llmkit.config import EvalConfig, MethodConfig, ModelConfig, OutputConfig, TrainConfig, opt, to_dict
+from llmkit.data.classification import ClassifyData, ClassifyDataConfig, prepare
+from llmkit.errors import ConfigError
+from llmkit.hub import cache_dir
+from llmkit.methods import count_params, get_method
+from llmkit.models.classifier import Collator, SequenceClassifier, predict, save_classifier
+from llmkit.models.loading import load_backbone, load_tokenizer, resolve_model
+from llmkit.tracking import History, PeakMemory, prepare_output_dir, read_history, write_json
+
+
+@dataclass
+class ClassifyModelConfig(ModelConfig):
+    pooling: str = opt("mean", "How token states become one vector: mean, cls, or last (decoders).", choices=("mean", "cls", "last"))
+    head_dropout: float = opt(0.1, "Dropout before the linear head while training.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pooling not in ("mean", "cls", "last"):
+            raise ConfigError(f"`model.pooling` has bad value {self.pooling!r}; choose one of: mean, cls, last")
+
+
+@dataclass
+class ClassifyConfig:
+    kind: str = opt("classify", "Recipe kind.")
+    model: ClassifyModelConfig = opt(factory=ClassifyModelConfig)
+    data: ClassifyDataConfig = opt(factory=ClassifyDataConfig)
+    method: MethodConfig = opt(factory=MethodConfig)
+    train: TrainConfig = opt(factory=TrainConfig)
+    eval: EvalConfig = opt(factory=EvalConfig)
+    output: OutputConfig = opt(factory=OutputConfig)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+@torch.no_grad()
+def embed_texts(model: SequenceClassifier, tokenizer, texts, max_length: int, batch_size: int, desc: str) -> np.ndarray:
+    """(N, H) pooled embeddings, batched, in eval mode (no dropout)."""
+    model.eval()
+    collate = Collator(tokenizer, max_length)
+    dev = next(model.parameters()).device
+    out = []
+    for i in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False):
+        b = collate([(t, 0) for t in texts[i:i + batch_size]])
+        out.append(model.embed(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def cached_embeddings(model, tokenizer, texts, cfg: ClassifyConfig, model_path: str, desc: str) -> np.ndarray:
+    """Embeddings of a frozen backbone, cached on disk by model, pooling, length and texts."""
+    key = hashlib.sha256(json.dumps([model_path, cfg.model.name, cfg.model.revision, cfg.model.pooling,
+                                     cfg.model.max_length, cfg.model.dtype, texts]).encode()).hexdigest()[:24]
+    path = cache_dir() / "features" / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    feats = embed_texts(model, tokenizer, texts, cfg.model.max_length, cfg.eval.batch_size, desc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)
+    return feats
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, ytr: list[int], history: History) -> None:
+    """Frozen backbone: fit the linear head on cached embeddings."""
+    num_labels = model.head.out_features
+    if method.fit_head is not None:
+        w, b = method.fit_head(xtr, np.asarray(ytr), num_labels, cfg.method, cfg.train.seed)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(w))
+            model.head.bias.copy_(torch.from_numpy(b))
+        logits = torch.from_numpy(xtr) @ model.head.weight.T + model.head.bias
+        loss = F.cross_entropy(logits, torch.tensor(ytr)).item()
+        history.log(step=1, epoch=1.0, loss=loss, train_accuracy=float((logits.argmax(-1).numpy() == np.asarray(ytr)).mean()))
+        return
+    # Gradient descent on the head alone (finetune I with no blocks): same loop shape, tiny inputs.
+    t = cfg.train
+    g = torch.Generator().manual_seed(t.seed)
+    x, y = torch.from_numpy(xtr), torch.tensor(ytr)
+    steps_per_epoch = math.ceil(len(y) / t.batch_size)
+    total = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
+    opt_ = torch.optim.AdamW(model.head.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+    sched = make_scheduler(opt_, t, total)
+    model.train()
+    step, running = 0, []
+    while step < total:
+        for idx in torch.randperm(len(y), generator=g).split(t.batch_size):
+            loss = F.cross_entropy(model.head(model.dropout(x[idx])), y[idx])
+            loss.backward()
+            opt_.step()
+            sched.step()
+            opt_.zero_grad()
+            step += 1
+            running.append(loss.item())
+            if step % t.logging_steps == 0 or step == total:
+                history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=float(np.mean(running)), lr=sched.get_last_lr()[0])
+                running = []
+            if step >= total:
+                break
+
+
+def make_scheduler(optimizer, t: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[t.lr_scheduler]
+    return get_scheduler(name, optimizer, num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
+
+
+def param_groups(model, weight_decay: float):
+    """AdamW groups: no decay on biases and norm weights (1-D tensors)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def batch_plan(t: TrainConfig, world_size: int) -> tuple[int, int]:
+    """(micro batch per process, accumulation steps) so that micro * accum * world == batch_size."""
+    micro = t.micro_batch_size or max(1, t.batch_size // world_size)
+    if t.batch_size % (micro * world_size):
+        raise ConfigError(f"train.batch_size={t.batch_size} is not a multiple of micro_batch_size={micro} "
+                          f"x world size {world_size}")
+    return micro, t.batch_size // (micro * world_size)
+
+
+def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyConfig, out: Path, history: History) -> int:
+    """Minibatch AdamW over the trainable parameters; returns the optimizer steps taken."""
+    t = cfg.train
+    micro, accum = batch_plan(t, accelerator.num_processes)
+    accelerator.gradient_accumulation_steps = accum
+    loader = torch.utils.data.DataLoader(list(zip(data.train_texts, data.train_labels)), batch_size=micro,
+                                         shuffle=True, collate_fn=Collator(tokenizer, cfg.model.max_length))
+    if t.gradient_checkpointing and hasattr(model.backbone, "gradient_checkpointing_enable"):
+        model.backbone.gradient_checkpointing_enable()
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.learning_rate)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / accum)
+    total = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, t, total)  # stepped by hand once per optimizer step
+    accelerator.register_for_checkpointing(scheduler)
+
+    ckpt, step = out / "checkpoint", 0
+    if t.resume and (ckpt / "trainer_state.json").is_file():
+        accelerator.load_state(str(ckpt))
+        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"resuming from {ckpt} at step {step}/{total}")
+
+    def save_checkpoint():
+        tmp = out / "checkpoint.tmp"
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "total_steps": total}))
+            shutil.rmtree(ckpt, ignore_errors=True)
+            tmp.rename(ckpt)  # the old checkpoint goes only once the new one is complete
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(total=total, initial=step, desc="train", disable=not accelerator.is_main_process)
+    model.train()
+    running = []
+    while step < total:
+        epoch = step // steps_per_epoch
+        loader.set_epoch(epoch)  # seeded shuffling: the same order again after a resume
+        skip = (step - epoch * steps_per_epoch) * accum
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch in batches:
+            with accelerator.accumulate(model):
+                logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
+                loss = F.cross_entropy(logits, batch["labels"])
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            running.append(loss.detach().float())
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % t.logging_steps == 0 or step == total:
+                mean_loss = accelerator.gather(torch.stack(running).mean()[None]).mean().item()
+                running = []
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if accelerator.is_main_process:
+                    history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=mean_loss, lr=scheduler.get_last_lr()[0])
+            if t.save_steps and step % t.save_steps == 0 and step < total:
+                save_checkpoint()
+            if step >= total:
+                break
+        if not t.save_steps and step < total:
+            save_checkpoint()
+    bar.close()
+    return step
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+
+def run(cfg: ClassifyConfig, out: Path) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    set_seed(cfg.train.seed)
+    data = prepare(cfg.data, seed=cfg.train.seed)  # validation errors stop here, before the model loads
+    if accelerator.is_main_process:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    accelerator.wait_for_everyone()
+    resuming = cfg.train.resume and (out / "checkpoint" / "trainer_state.json").is_file()
+    history = History(out / "history.jsonl", resume_step=_checkpoint_step(out) if resuming else None)
+
+    method = get_method(cfg.method.name)
+    model_path = resolve_model(cfg.model.name, cfg.model.revision)
+    tokenizer = load_tokenizer(cfg.model, model_path)
+    backbone = method.apply(load_backbone(cfg.model, model_path), cfg.method)
+    model = SequenceClassifier(backbone, len(data.labels), cfg.model.pooling, cfg.model.head_dropout)
+    trainable, total = count_params(model)
+    accelerator.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train "
+                      f"({100 * trainable / total:.3f}%); {len(data.train_texts)} train / {len(data.test_texts)} test rows")
+
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        if not model.backbone_trains():
+            model.to(accelerator.device)
+            xtr = cached_embeddings(model, tokenizer, data.train_texts, cfg, model_path, "embed train")
+            fit_head_on_features(model, method, cfg, xtr, data.train_labels, history)
+            steps = len(read_history(out / "history.jsonl"))
+            train_seconds = time.perf_counter() - start
+            xte = cached_embeddings(model, tokenizer, data.test_texts, cfg, model_path, "embed test")
+            with torch.no_grad():
+                preds = model.head(torch.from_numpy(xte).to(model.head.weight.device)).argmax(-1).tolist()
+        else:
+            steps = train_loop(accelerator, model, tokenizer, data, cfg, out, history)
+            train_seconds = time.perf_counter() - start
+            model = accelerator.unwrap_model(model)
+            preds = predict(model, tokenizer, data.test_texts, cfg.model.max_length, cfg.eval.batch_size)
+
+    y = data.test_labels
+    metrics = {
+        "accuracy": float(accuracy_score(y, preds)),
+        "macro_f1": float(f1_score(y, preds, average="macro", labels=list(range(len(data.labels))), zero_division=0)),
+        "trainable_params": trainable,
+        "total_params": total,
+        "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": mem.mb,
+        "peak_memory_kind": mem.kind,
+        "optimizer_steps": steps,
+        "num_train": len(data.train_texts),
+        "num_test": len(y),
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "world_size": accelerator.num_processes,
+    }
+    if accelerator.is_main_process:
+        if cfg.output.save_model:
+            save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
+                            max_length=cfg.model.max_length)
+        confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
+        write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
+        from llmkit.recipes.classify_report import write_report
+
+        write_report(out, cfg, metrics, data, confusion)
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def _checkpoint_step(out: Path) -> int:
+    return json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"]

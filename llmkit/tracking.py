@@ -1,0 +1,124 @@
+"""What every run writes: the output directory, config.yaml, history.jsonl, metrics.json, and
+the peak-memory measurement."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from llmkit.errors import LlmkitError
+
+
+def prepare_output_dir(out: str | Path, config: dict, *, overwrite: bool) -> Path:
+    """Create `out`, refuse to clobber a finished run, write the resolved config."""
+    out = Path(out)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise LlmkitError(f"{out} already holds a finished run (metrics.json); pass output.overwrite=true "
+                          f"or choose another output.dir")
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite and (out / "metrics.json").exists():
+        (out / "metrics.json").unlink()
+        if (out / "history.jsonl").exists():
+            (out / "history.jsonl").unlink()
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write atomically, so a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class History:
+    """history.jsonl: one JSON object per logged step, flushed as written (a killed run keeps
+    every line it logged). On resume, lines past the resumed step are dropped."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        if resume_step is None and self.path.exists():
+            self.path.unlink()
+        elif resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, **record) -> None:
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record, default=_jsonable) + "\n")
+            fh.flush()
+
+
+def read_history(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """Peak memory while the block runs: GPU allocator peak on CUDA, else the process's resident
+    set size sampled every 20 ms (which includes the loaded model, as a user's machine sees it)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak, self.kind = interval, 0, "cpu_rss"
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        import torch
+
+        if torch.cuda.is_available():
+            self.kind = "cuda_max_allocated"
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.kind == "cuda_max_allocated":
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss_bytes())
+        return False
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak / 2**20, 1)

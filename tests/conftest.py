@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Tests build their own tiny models; keep llmkit's cache out of the user's home.
+    os.environ.setdefault("LLMKIT_CACHE", str(ROOT / ".cache" / "test-llmkit"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_CACHE", str(ROOT / ".cache" / "test-datasets"))
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `python -m llmkit ARGS` in a subprocess; returns CompletedProcess (text)."""
+
+    def _run(*args, timeout=600, cwd=None):
+        return subprocess.run([sys.executable, "-m", "llmkit", *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd or ROOT)
+
+    return _run
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    import json
+
+    def _write(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    return _write
+
+
+def toy_rows(n=40, labels=("neg", "pos")):
+    words = {"neg": ["awful", "bad", "broken", "poor"], "pos": ["great", "lovely", "good", "superb"]}
+    rows = []
+    for i in range(n):
+        lab = labels[i % len(labels)]
+        w = words.get(lab, ["plain"])[i % 4]
+        rows.append({"text": f"item {i} was {w} overall", "label": lab})
+    return rows

@@ -1,0 +1,109 @@
+"""Methods behind the registry, on tiny BERT, GPT-2 and Llama backbones: exactly the intended
+parameters train and move, frozen ones stay bitwise equal, counts match the closed form."""
+
+import numpy as np
+import pytest
+import torch
+
+from llmkit.config import ModelConfig
+from llmkit.methods import REGISTRY, count_params, get_method
+from llmkit.models import tiny
+from llmkit.models.classifier import SequenceClassifier
+from llmkit.models.loading import load_backbone, load_tokenizer
+
+H, F, C = tiny.HIDDEN, tiny.FFN, 3
+KV = H // tiny.HEADS * tiny.KV_HEADS
+BLOCK = {  # parameters of one block, written out per architecture
+    "bert": 4 * (H * H + H) + 2 * H + (H * F + F) + (F * H + H) + 2 * H,  # q,k,v,o + LN + FFN + LN
+    "gpt2": 2 * H + (H * 3 * H + 3 * H) + (H * H + H) + 2 * H + (H * F + F) + (F * H + H),  # ln_1, c_attn, c_proj, ln_2, mlp
+    "llama": 2 * H * H + 2 * H * KV + 3 * H * F + 2 * H,  # q,o + k,v (GQA) + gate,up,down + 2 RMSNorm
+}
+FINAL_NORM = {"bert": 0, "gpt2": 2 * H, "llama": H}
+HEAD = H * C + C
+
+
+def make(arch, method_name, **method_kw):
+    cfg = ModelConfig(name=f"tiny-{arch}")
+    backbone = load_backbone(cfg)
+    method = get_method(method_name)
+    backbone = method.apply(backbone, method.config_cls(**method_kw))
+    pooling = "mean" if arch == "bert" else "last"
+    torch.manual_seed(0)
+    return SequenceClassifier(backbone, C, pooling), load_tokenizer(cfg)
+
+
+def expected_trainable(arch, method_name, n_layers, total):
+    if method_name == "full":
+        return total
+    if method_name == "feature_based":
+        return HEAD
+    return HEAD + n_layers * BLOCK[arch] + (FINAL_NORM[arch] if n_layers else 0)
+
+
+CASES = [("feature_based", {}), ("last_layers", {"trainable_layers": 0}), ("last_layers", {"trainable_layers": 1}),
+         ("last_layers", {"trainable_layers": 2}), ("full", {})]
+
+
+def test_registry_covers_cases():
+    assert {name for name, _ in CASES} == set(REGISTRY)
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHS)
+@pytest.mark.parametrize("method_name, kw", CASES)
+def test_only_intended_parameters_train(arch, method_name, kw):
+    model, tok = make(arch, method_name, **kw)
+    trainable, total = count_params(model)
+    assert trainable == expected_trainable(arch, method_name, kw.get("trainable_layers", 0), total)
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batch = tok(["a good day", "the food was cold and late", "fine"], padding=True, return_tensors="pt")
+    labels = torch.tensor([0, 1, 2])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), labels)
+        loss.backward()
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                assert p.grad is None, f"frozen {n} got a gradient"
+        opt.step()
+        opt.zero_grad()
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            if "pooler" in n:  # BERT's pooler is not on the path of mean pooling
+                continue
+            assert not torch.equal(p, before[n]), f"trainable {n} did not move"
+        else:
+            assert torch.equal(p, before[n]), f"frozen {n} changed"
+
+
+def test_last_layers_rejects_too_many():
+    from llmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="only 2 blocks"):
+        make("bert", "last_layers", trainable_layers=5)
+
+
+def test_feature_based_head_equals_logistic_regression():
+    """The folded head (standardisation inside) predicts exactly what scikit-learn predicts."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 8)) * rng.uniform(0.1, 5, size=8) + rng.normal(size=8)
+    y = (x[:, 0] + x[:, 1] > x[:, 2]).astype(int) + (x[:, 3] > 1)
+    method = get_method("feature_based")
+    w, b = method.fit_head(x, y, 3, method.config_cls(), seed=0)
+    mu, sd = x.mean(0), x.std(0) + 1e-8
+    ref = LogisticRegression(max_iter=2000, random_state=0).fit((x - mu) / sd, y)
+    np.testing.assert_array_equal((x @ w.T + b).argmax(1), ref.predict((x - mu) / sd))
+    np.testing.assert_allclose(x @ w.T + b, ref.decision_function((x - mu) / sd), rtol=1e-4, atol=1e-4)
+
+
+def test_feature_based_binary_head():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 4))
+    y = (x[:, 0] > 0).astype(int)
+    method = get_method("feature_based")
+    w, b = method.fit_head(x, y, 2, method.config_cls(), seed=0)
+    assert w.shape == (2, 4)
+    assert ((x @ w.T + b).argmax(1) == y).mean() > 0.9
