@@ -52,6 +52,8 @@ def compare(run_dirs: list[str], output: str | Path) -> Path:
 
 def _plot(runs: list[dict], path: Path) -> None:
     plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, xlabel in ((axes[0], "trainable_params", "trainable parameters (log)"),
                             (axes[1], "train_seconds", "training time, s (log)")):
@@ -60,6 +62,8 @@ def _plot(runs: list[dict], path: Path) -> None:
             ax.scatter(x, 100 * r["accuracy"], s=60)
             ax.annotate(r["label"], (x, 100 * r["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only
+        ax.margins(x=0.3, y=0.2)  # room for the point labels
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3, which="both")

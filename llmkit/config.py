@@ -28,11 +28,9 @@ from llmkit.errors import ConfigError
 # ----------------------------------------------------------------------------- helpers
 
 
-def opt(default: Any = MISSING, help: str = "", *, factory: Any = MISSING, choices=None) -> Any:
+def opt(default: Any = MISSING, help: str = "", *, factory: Any = MISSING) -> Any:
     """A dataclass field with its help text (shown by `--print-config`)."""
     meta = {"help": help}
-    if choices is not None:
-        meta["choices"] = choices
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

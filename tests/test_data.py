@@ -4,8 +4,8 @@ import json
 import time
 
 import pytest
-
 from conftest import toy_rows
+
 from llmkit.data.classification import ClassifyDataConfig, prepare
 from llmkit.data.loading import load_splits
 from llmkit.errors import DataError

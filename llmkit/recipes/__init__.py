@@ -7,9 +7,10 @@ the default method and the `run(cfg, out)` entry point. Adding a kind is one lin
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from llmkit.config import build, expand_aliases, load_yaml, merge, parse_overrides
 from llmkit.errors import ConfigError

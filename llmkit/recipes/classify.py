@@ -19,13 +19,22 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from llmkit.config import EvalConfig, MethodConfig, ModelConfig, OutputConfig, TrainConfig, opt, to_dict
+from llmkit.config import (
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OutputConfig,
+    TrainConfig,
+    opt,
+    to_dict,
+)
 from llmkit.data.classification import ClassifyData, ClassifyDataConfig, prepare
 from llmkit.errors import ConfigError
 from llmkit.hub import cache_dir
@@ -37,13 +46,13 @@ from llmkit.tracking import History, PeakMemory, prepare_output_dir, read_histor
 
 @dataclass
 class ClassifyModelConfig(ModelConfig):
-    pooling: str = opt("mean", "How token states become one vector: mean, cls, or last (decoders).", choices=("mean", "cls", "last"))
+    pooling: Literal["mean", "cls", "last"] = opt("mean", "How token states become one vector: mean, cls, or last (decoders).")
     head_dropout: float = opt(0.1, "Dropout before the linear head while training.")
 
     def validate(self) -> None:
         super().validate()
-        if self.pooling not in ("mean", "cls", "last"):
-            raise ConfigError(f"`model.pooling` has bad value {self.pooling!r}; choose one of: mean, cls, last")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout}")
 
 
 @dataclass
@@ -193,7 +202,7 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
         loader.set_epoch(epoch)  # seeded shuffling: the same order again after a resume
         skip = (step - epoch * steps_per_epoch) * accum
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for batch in batches:
+        for batch in _rng_neutral(batches):
             with accelerator.accumulate(model):
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
                 loss = F.cross_entropy(logits, batch["labels"])
@@ -222,6 +231,19 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
             save_checkpoint()
     bar.close()
     return step
+
+
+def _rng_neutral(loader):
+    """Iterate `loader` without the global RNG draw a DataLoader makes when its iterator starts
+    (its base seed). Without this, a resumed run starts an iterator mid-epoch, shifts the dropout
+    random stream, and no longer reproduces the run it continues."""
+    it = iter(loader)
+    with torch.random.fork_rng(devices=[]):
+        first = next(it, None)
+    if first is None:
+        return
+    yield first
+    yield from it
 
 
 # ----------------------------------------------------------------------------- the recipe
