@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmkit.config import ModelConfig
-from llmkit.methods import REGISTRY, count_params, get_method
+from llmkit.methods import REGISTRY, count_params, get_method, load_kwargs
 from llmkit.models import tiny
 from llmkit.models.classifier import SequenceClassifier
 from llmkit.models.loading import load_backbone, load_tokenizer
@@ -20,28 +20,49 @@ BLOCK = {  # parameters of one block, written out per architecture
 }
 FINAL_NORM = {"bert": 0, "gpt2": 2 * H, "llama": H}
 HEAD = H * C + C
+L, R, V, M = tiny.LAYERS, 4, 5, 8  # blocks; LoRA rank, virtual tokens, adapter width in the cases below
+# LoRA on all linear layers: r * (d_in + d_out) for every adapted matrix of a block.
+LORA_BLOCK = {
+    "bert": R * (4 * (H + H) + (H + F) + (F + H)),  # q, k, v, attention out; intermediate; output
+    "gpt2": R * ((H + 3 * H) + (H + H) + (H + F) + (F + H)),  # c_attn (fused qkv), c_proj, c_fc, c_proj
+    "llama": R * (2 * (H + H) + 2 * (H + KV) + 2 * (H + F) + (F + H)),  # q, o; k, v; gate, up; down
+}
+KV_WIDTH = {"bert": H, "gpt2": H, "llama": KV}  # prefix vectors have the key/value width
+# Norm parameters the adapter method trains (Houlsby): every LayerNorm (weight+bias) / RMSNorm (weight).
+NORMS = {"bert": 2 * H + L * 2 * 2 * H, "gpt2": L * 2 * 2 * H + 2 * H, "llama": L * 2 * H + H}
 
 
 def make(arch, method_name, **method_kw):
     cfg = ModelConfig(name=f"tiny-{arch}")
-    backbone = load_backbone(cfg)
     method = get_method(method_name)
-    backbone = method.apply(backbone, method.config_cls(**method_kw))
+    mcfg = method.config_cls(**method_kw)
+    backbone = load_backbone(cfg, **load_kwargs(method_name, mcfg))
+    backbone = method.apply(backbone, mcfg)
     pooling = "mean" if arch == "bert" else "last"
     torch.manual_seed(0)
     return SequenceClassifier(backbone, C, pooling), load_tokenizer(cfg)
 
 
-def expected_trainable(arch, method_name, n_layers, total):
-    if method_name == "full":
-        return total
-    if method_name == "feature_based":
-        return HEAD
-    return HEAD + n_layers * BLOCK[arch] + (FINAL_NORM[arch] if n_layers else 0)
+def expected_trainable(arch, method_name, kw, total):
+    from llmkit.methods.adapter import adapter_param_count
+
+    n_layers = kw.get("trainable_layers", 0)
+    return {
+        "full": total,
+        "feature_based": HEAD,
+        "last_layers": HEAD + n_layers * BLOCK[arch] + (FINAL_NORM[arch] if n_layers else 0),
+        "lora": HEAD + L * LORA_BLOCK[arch],
+        "qlora": HEAD + L * LORA_BLOCK[arch],
+        "adapter": HEAD + adapter_param_count(H, M, L) + (NORMS[arch] if kw.get("train_layer_norms", True) else 0),
+        "prefix": HEAD + V * L * 2 * KV_WIDTH[arch],
+        "prompt": HEAD + V * H,
+    }[method_name]
 
 
 CASES = [("feature_based", {}), ("last_layers", {"trainable_layers": 0}), ("last_layers", {"trainable_layers": 1}),
-         ("last_layers", {"trainable_layers": 2}), ("full", {})]
+         ("last_layers", {"trainable_layers": 2}), ("full", {}), ("lora", {"r": R}), ("qlora", {"r": R}),
+         ("adapter", {"bottleneck": M}), ("adapter", {"bottleneck": M, "train_layer_norms": False}),
+         ("prefix", {"num_virtual_tokens": V}), ("prompt", {"num_virtual_tokens": V})]
 
 
 def test_registry_covers_cases():
@@ -53,7 +74,7 @@ def test_registry_covers_cases():
 def test_only_intended_parameters_train(arch, method_name, kw):
     model, tok = make(arch, method_name, **kw)
     trainable, total = count_params(model)
-    assert trainable == expected_trainable(arch, method_name, kw.get("trainable_layers", 0), total)
+    assert trainable == expected_trainable(arch, method_name, kw, total)
 
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     batch = tok(["a good day", "the food was cold and late", "fine"], padding=True, return_tensors="pt")
@@ -75,6 +96,36 @@ def test_only_intended_parameters_train(arch, method_name, kw):
             assert not torch.equal(p, before[n]), f"trainable {n} did not move"
         else:
             assert torch.equal(p, before[n]), f"frozen {n} changed"
+
+
+def test_lora_closed_form_example():
+    """The seed document's example: a 25 x 50 weight with rank 5 has 5 * (25 + 50) = 375 LoRA parameters."""
+    from peft import LoraConfig, get_peft_model
+
+    class One(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(50, 25, bias=False)  # weight (25, 50)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    model = get_peft_model(One(), LoraConfig(r=5, target_modules=["proj"]))
+    assert count_params(model)[0] == 375
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHS)
+@pytest.mark.parametrize("method_name, kw", [("lora", {"r": R}), ("adapter", {"bottleneck": M}), ("last_layers", {}), ("full", {})])
+def test_identity_at_init(arch, method_name, kw):
+    """LoRA and adapters start as the base model exactly (prefix and prompt, by design, do not)."""
+    cfg = ModelConfig(name=f"tiny-{arch}")
+    tok = load_tokenizer(cfg)
+    batch = tok(["a good day", "the food was cold"], padding=True, return_tensors="pt")
+    base = load_backbone(cfg).eval()
+    method = get_method(method_name)
+    adapted = method.apply(load_backbone(cfg), method.config_cls(**kw)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(adapted(**batch).last_hidden_state, base(**batch).last_hidden_state, rtol=0, atol=0)
 
 
 def test_last_layers_rejects_too_many():

@@ -63,7 +63,7 @@ def test_classifier_save_load_roundtrip(tmp_path, train_backbone):
         if train_backbone:
             next(backbone.parameters()).add_(0.5)  # a "trained" backbone differs from the base
     tok = load_tokenizer(cfg)
-    save_classifier(model, tok, tmp_path / "m", labels=["a", "b", "c"], base_model="tiny-bert", max_length=32)
+    save_classifier(model, tok, tmp_path / "m", labels=["a", "b", "c"], base_model="tiny-bert", max_length=32, method="full")
     assert (tmp_path / "m" / "backbone").exists() == train_backbone
     loaded, tok2, meta = load_classifier(tmp_path / "m")
     assert meta["labels"] == ["a", "b", "c"]

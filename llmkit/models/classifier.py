@@ -51,7 +51,11 @@ class SequenceClassifier(nn.Module):
 
     def embed(self, input_ids, attention_mask) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        return pool(out.last_hidden_state, attention_mask, self.pooling)  # (B, H)
+        hidden = out.last_hidden_state  # (B, T', H)
+        extra = hidden.shape[1] - attention_mask.shape[1]
+        if extra > 0:  # soft prompt tuning prepends `extra` virtual tokens; they count as content
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], extra), attention_mask], 1)
+        return pool(hidden, attention_mask, self.pooling)  # (B, H)
 
     def forward(self, input_ids, attention_mask) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))  # (B, C) logits
@@ -61,18 +65,19 @@ class SequenceClassifier(nn.Module):
 
 
 def save_classifier(model: SequenceClassifier, tokenizer, out_dir: str | Path, *, labels: list[str],
-                    base_model: str, max_length: int) -> Path:
+                    base_model: str, max_length: int, method: str) -> Path:
     from safetensors.torch import save_file
+
+    from llmkit.methods import save_trained
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(out / "head.safetensors"))
-    if model.backbone_trains():
-        # PeftModel.save_pretrained writes only the adapter; a plain model writes everything.
-        model.backbone.save_pretrained(out / "backbone", safe_serialization=True)
+    if model.backbone_trains():  # else the base model named in classifier.json is the backbone
+        save_trained(method, model.backbone, out / "backbone", base_model=base_model)
     tokenizer.save_pretrained(out)
-    meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length,
+    meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length, "method": method,
             "base_model": base_model, "backbone_saved": model.backbone_trains()}
     (out / "classifier.json").write_text(json.dumps(meta, indent=2))
     return out
@@ -83,20 +88,14 @@ def load_classifier(model_dir: str | Path):
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    model_dir = Path(model_dir)
-    meta = json.loads((model_dir / "classifier.json").read_text())
+    from llmkit.methods import load_trained
     from llmkit.models.loading import resolve_model
 
-    backbone_dir = model_dir / "backbone"
-    if (backbone_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        base = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
-        backbone = PeftModel.from_pretrained(base, backbone_dir)
-    elif (backbone_dir / "config.json").is_file():
-        backbone = AutoModel.from_pretrained(backbone_dir)
-    else:
-        backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "classifier.json").read_text())
+    backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
+    if meta["backbone_saved"]:
+        backbone = load_trained(meta["method"], backbone, model_dir / "backbone")
     model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"])
     model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

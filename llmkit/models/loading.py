@@ -95,9 +95,17 @@ def load_tokenizer(cfg, path: str | None = None):
     return tok
 
 
-def load_backbone(cfg, path: str | None = None):
+def load_backbone(cfg, path: str | None = None, **extra):
     """The bare transformer (AutoModel): hidden states out, no task head."""
     from transformers import AutoModel
 
     path = path or resolve_model(cfg.name, cfg.revision)
-    return AutoModel.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg))
+    return AutoModel.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
+
+
+def load_causal_lm(cfg, path: str | None = None, **extra):
+    """A causal LM with its head (AutoModelForCausalLM)."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or resolve_model(cfg.name, cfg.revision)
+    return AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)

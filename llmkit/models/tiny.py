@@ -16,8 +16,10 @@ from pathlib import Path
 
 ARCHS = ("bert", "gpt2", "llama")
 
-# Sizes small enough that a forward/backward takes milliseconds on one CPU core.
-HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, VOCAB = 32, 2, 4, 2, 64, 256, 512
+# Sizes small enough that a forward/backward takes milliseconds on one CPU core. Every linear
+# layer's input width is a multiple of 64, so bitsandbytes' CPU 4-bit kernels (64-wide blocks) work.
+HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, VOCAB = 64, 2, 4, 2, 128, 256, 512
+BUILD = f"h{HIDDEN}-l{LAYERS}-f{FFN}-v{VOCAB}-1"  # part of the cache path: a change rebuilds
 
 # A small English corpus for the tokenizer, so common words become single tokens. Byte-level BPE
 # still encodes any text (every byte is in the base alphabet), so nothing maps to <unk>.
@@ -111,7 +113,7 @@ def tiny_model_path(name: str) -> Path:
     arch = name.removeprefix("tiny-")
     if arch not in ARCHS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {', '.join('tiny-' + a for a in ARCHS)}")
-    target = cache_dir() / "models" / name
+    target = cache_dir() / "models" / f"{name}-{BUILD}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -37,9 +37,23 @@ def _classify_run(cfg, out):
     return run(cfg, out)
 
 
+def _sft_cls():
+    from llmkit.recipes.sft import SFTConfig
+
+    return SFTConfig
+
+
+def _sft_run(cfg, out):
+    from llmkit.recipes.sft import run
+
+    return run(cfg, out)
+
+
 RECIPES = {
     "classify": Recipe("classify", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)",
                        _classify_cls, _classify_run, default_method="full"),
+    "sft": Recipe("sft", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)",
+                  _sft_cls, _sft_run, default_method="lora"),
 }
 
 

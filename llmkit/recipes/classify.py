@@ -38,7 +38,7 @@ from llmkit.config import (
 from llmkit.data.classification import ClassifyData, ClassifyDataConfig, prepare
 from llmkit.errors import ConfigError
 from llmkit.hub import cache_dir
-from llmkit.methods import count_params, get_method
+from llmkit.methods import count_params, get_method, gradient_checkpointing_allowed, load_kwargs
 from llmkit.models.classifier import Collator, SequenceClassifier, predict, save_classifier
 from llmkit.models.loading import load_backbone, load_tokenizer, resolve_model
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, read_history, write_json
@@ -170,7 +170,7 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
     accelerator.gradient_accumulation_steps = accum
     loader = torch.utils.data.DataLoader(list(zip(data.train_texts, data.train_labels)), batch_size=micro,
                                          shuffle=True, collate_fn=Collator(tokenizer, cfg.model.max_length))
-    if t.gradient_checkpointing and hasattr(model.backbone, "gradient_checkpointing_enable"):
+    if gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing) and hasattr(model.backbone, "gradient_checkpointing_enable"):
         model.backbone.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -267,7 +267,8 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     method = get_method(cfg.method.name)
     model_path = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(cfg.model, model_path)
-    backbone = method.apply(load_backbone(cfg.model, model_path), cfg.method)
+    extra = load_kwargs(cfg.method.name, cfg.method)
+    backbone = method.apply(load_backbone(cfg.model, model_path, **extra), cfg.method)
     model = SequenceClassifier(backbone, len(data.labels), cfg.model.pooling, cfg.model.head_dropout)
     trainable, total = count_params(model)
     accelerator.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train "
@@ -309,7 +310,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     if accelerator.is_main_process:
         if cfg.output.save_model:
             save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
-                            max_length=cfg.model.max_length)
+                            max_length=cfg.model.max_length, method=cfg.method.name)
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
         from llmkit.recipes.classify_report import write_report

@@ -1,0 +1,66 @@
+"""Held-out figures for a causal LM: loss on the tokens training optimises, and exact match of
+greedy generations against reference answers (batched, left-padded)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def completion_loss(model, examples: list[dict], pad_id: int, batch_size: int = 16) -> dict:
+    """Mean NLL per loss-carrying token over `examples` ({input_ids, labels}); padding never counts."""
+    model.eval()
+    dev = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        width = max(len(e["input_ids"]) for e in chunk)
+        ids = torch.full((len(chunk), width), pad_id)
+        labels = torch.full((len(chunk), width), -100)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for j, e in enumerate(chunk):  # right padding
+            n = len(e["input_ids"])
+            ids[j, :n], labels[j, :n], mask[j, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()  # (B, T, V)
+        # the logit at position t predicts token t + 1
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                labels[:, 1:].reshape(-1).to(dev), ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((labels[:, 1:] != -100).sum())
+    loss = total_nll / max(total_tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "tokens": total_tokens}
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int = 32, batch_size: int = 16,
+             desc: str = "generate") -> list[str]:
+    """Greedy continuations of token-id prompts, decoded without special tokens."""
+    model.eval()
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outs = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+        chunk = prompts[i:i + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), pad)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for j, p in enumerate(chunk):  # left padding: every prompt ends where generation starts
+            ids[j, width - len(p):], mask[j, width - len(p):] = torch.tensor(p), 1
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        outs += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+    return outs
+
+
+def normalise_answer(text: str) -> str:
+    """Exact match compares answers after stripping surrounding whitespace only."""
+    return text.strip()
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    if not references:
+        return float("nan")
+    return sum(normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references)) / len(references)

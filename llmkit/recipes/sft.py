@@ -1,0 +1,211 @@
+"""The sft recipe: supervised finetuning of a causal LM with any method, on TRL's SFTTrainer.
+
+    llmkit train recipes/sft/lora.yaml [key=value ...]
+
+Flow: validate data -> load model and tokenizer -> tokenise with loss masks (llmkit/data/sft.py)
+-> measure the base model on the held-out set -> method.apply -> SFTTrainer.train (resumable from
+its checkpoints) -> measure again -> save what trained -> metrics.json, history.jsonl, report.md.
+The held-out loss and exact match use the same tokens before and after, so the gain is the
+method's, not the measurement's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llmkit.config import (
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OutputConfig,
+    TrainConfig,
+    opt,
+    to_dict,
+)
+from llmkit.data.sft import (
+    DEFAULT_CHAT_TEMPLATE,
+    SFTDataConfig,
+    generation_prompt,
+    prepare,
+    tokenize,
+)
+from llmkit.errors import ConfigError
+from llmkit.eval.heldout import completion_loss, exact_match, generate
+from llmkit.methods import (
+    count_params,
+    get_method,
+    gradient_checkpointing_allowed,
+    load_kwargs,
+    save_trained,
+)
+from llmkit.models.loading import load_causal_lm, load_tokenizer, resolve_model
+from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
+
+
+@dataclass
+class SFTModelConfig(ModelConfig):
+    name: str = opt("tiny-llama", "Causal LM: short name, local directory or hub id.")
+    max_length: int = opt(256, "Truncate training sequences to this many tokens.")
+    chat_template: str | None = opt(None, "Jinja chat template (text, or a path to a .jinja file); default: the tokenizer's, else llmkit's plain one.")
+
+
+@dataclass
+class SFTTrainConfig(TrainConfig):
+    learning_rate: float = opt(2e-4, "Peak learning rate (AdamW).")
+    batch_size: int = opt(16, "Global batch size (all processes, all accumulation steps together).")
+    loss_on: Literal["completion", "all"] = opt("completion", "Loss on assistant turns / completions only, or on every token.")
+    packing: bool = opt(False, "Pack several examples per row, padding-free (position ids keep them apart).")
+
+
+@dataclass
+class SFTEvalConfig(EvalConfig):
+    batch_size: int = opt(32, "Batch size for held-out loss and generation.")
+    max_new_tokens: int = opt(32, "Tokens to generate per held-out prompt.")
+    num_generate: int = opt(200, "Held-out prompts to generate for exact match (0: none).")
+    before: bool = opt(True, "Also measure the base model before training (the 'before' of before/after).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_new_tokens < 1 or self.num_generate < 0:
+            raise ConfigError("eval.max_new_tokens must be >= 1 and eval.num_generate >= 0")
+
+
+@dataclass
+class SFTConfig:
+    kind: str = opt("sft", "Recipe kind.")
+    model: SFTModelConfig = opt(factory=SFTModelConfig)
+    data: SFTDataConfig = opt(factory=SFTDataConfig)
+    method: MethodConfig = opt(factory=MethodConfig)
+    train: SFTTrainConfig = opt(factory=SFTTrainConfig)
+    eval: SFTEvalConfig = opt(factory=SFTEvalConfig)
+    output: OutputConfig = opt(factory=OutputConfig)
+
+
+def _chat_template(cfg: SFTModelConfig, tokenizer) -> None:
+    if cfg.chat_template:
+        path = Path(cfg.chat_template)
+        tokenizer.chat_template = path.read_text() if path.suffix == ".jinja" and path.is_file() else cfg.chat_template
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+
+
+def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfig, desc: str):
+    """Held-out loss and exact match; generations returned for the report."""
+    loss = completion_loss(model, test_tok, tokenizer.pad_token_id, cfg.eval.batch_size)
+    preds = generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size, desc) if prompts else []
+    return {"eval_loss": loss["loss"], "eval_perplexity": loss["perplexity"],
+            "eval_exact_match": exact_match(preds, refs) if prompts else None}, preds
+
+
+def history_callback(history: History):
+    """Trainer logs -> history.jsonl (one object per logging step)."""
+    from transformers import TrainerCallback
+
+    class HistoryCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            _log(history, state, logs)
+
+    return HistoryCallback()
+
+
+def _log(history: History, state, logs) -> None:
+    if logs and "loss" in logs and state.is_world_process_zero:
+        history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
+                    lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"))
+
+
+def run(cfg: SFTConfig, out: Path) -> dict:
+    import torch
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig as TRLConfig
+    from trl import SFTTrainer
+
+    from llmkit.recipes.classify import batch_plan
+
+    state = PartialState()
+    data = prepare(cfg.data, seed=cfg.train.seed)  # data errors stop here, before any model loads
+    if state.is_main_process:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    state.wait_for_everyone()
+    ckpt_dir = out / "checkpoints"
+    resume = get_last_checkpoint(str(ckpt_dir)) if cfg.train.resume and ckpt_dir.is_dir() else None
+    resume_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
+    history = History(out / "history.jsonl", resume_step=resume_step)
+
+    method = get_method(cfg.method.name)
+    model_path = resolve_model(cfg.model.name, cfg.model.revision)
+    tokenizer = load_tokenizer(cfg.model, model_path)
+    _chat_template(cfg.model, tokenizer)
+    extra = load_kwargs(cfg.method.name, cfg.method)
+    model = load_causal_lm(cfg.model, model_path, **extra)
+    if "device_map" not in extra:
+        model.to(state.device)
+    train_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.train]
+    test_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.test]
+    gen = [g for g in (generation_prompt(r, tokenizer) for r in data.test[:cfg.eval.num_generate]) if g is not None]
+    prompts, refs = [p for p, _ in gen], [r for _, r in gen]
+
+    before, before_preds = (measure(model, tokenizer, test_tok, prompts, refs, cfg, "base generate")
+                            if cfg.eval.before and state.is_main_process else ({}, []))
+    model = method.apply(model, cfg.method)
+    trainable, total = count_params(model)
+    state.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%); "
+                f"{len(train_tok)} train / {len(test_tok)} held-out examples ({data.format})")
+
+    t = cfg.train
+    micro, accum = batch_plan(t, state.num_processes)
+    args = TRLConfig(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
+        learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.lr_scheduler, t.lr_scheduler),
+        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or 1e9,
+        seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
+        save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
+        report_to="none", max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing,
+        activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing), gradient_checkpointing=False, bf16=t.mixed_precision == "bf16",
+        fp16=t.mixed_precision == "fp16", use_cpu=not torch.cuda.is_available(),
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
+    )
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history)])
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume)
+        train_seconds = time.perf_counter() - start
+    model = trainer.model
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+
+    metrics: dict = {}
+    if state.is_main_process:
+        after, after_preds = measure(model, tokenizer, test_tok, prompts, refs, cfg, "finetuned generate")
+        metrics = {
+            "train_loss": result.training_loss, **after,
+            **{f"base_{k}": v for k, v in before.items()},
+            "trainable_params": trainable, "total_params": total,
+            "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
+            "train_tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
+            "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": trainer.state.global_step,
+            "num_train": len(train_tok), "num_test": len(test_tok), "format": data.format,
+            "method": cfg.method.name, "model": cfg.model.name, "world_size": state.num_processes,
+        }
+        if cfg.output.save_model:
+            save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
+            tokenizer.save_pretrained(out / "model")
+        samples = [{"prompt": tokenizer.decode(p), "reference": r, "base": b, "finetuned": a}
+                   for p, r, b, a in zip(prompts, refs, before_preds or [None] * len(refs), after_preds)]
+        with open(out / "generations.jsonl", "w") as fh:
+            fh.writelines(json.dumps(s) + "\n" for s in samples)
+        from llmkit.recipes.sft_report import write_report
+
+        write_report(out, cfg, metrics, samples[:8])
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    state.wait_for_everyone()
+    return metrics
