@@ -4,6 +4,8 @@
     llmkit train RECIPE.yaml --print-config      show the resolved config with each field's help
     llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
     llmkit quickstart [--output DIR]             the demo: every conventional method, side by side
+    llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
+    llmkit sample MODEL --prompts F --output O   batch generation to JSONL (base, adapter or merged)
     llmkit tiny ARCH DIR                         build a tiny random-init model (bert, gpt2, llama)
 
 User errors (config, data, paths) print one line and exit with code 2, before any work.
@@ -73,6 +75,22 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from llmkit.models.trained import merge
+
+    print(f"wrote {merge(args.adapter_dir, args.output, base=args.base)}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from llmkit.sample import sample
+
+    n = sample(args.model, args.prompts, args.output, base=args.base, max_new_tokens=args.max_new_tokens,
+               batch_size=args.batch_size, temperature=args.temperature)
+    print(f"wrote {n} generations to {args.output}")
+    return 0
+
+
 def cmd_tiny(args) -> int:
     from llmkit.models.tiny import ARCHS, build_tiny
 
@@ -103,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/quickstart", help="output directory")
     p.add_argument("--fast", action="store_true", help="a much smaller run (tiny models, few steps)")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("merge", help="fold a LoRA adapter into its base model and save a standalone model")
+    p.add_argument("adapter_dir", help="a PEFT LoRA adapter directory (e.g. runs/sft-lora/model) or a classify run's model/")
+    p.add_argument("--output", required=True, help="directory for the merged model")
+    p.add_argument("--base", default=None, help="base model (default: the one the adapter names)")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("sample", help="generate from a prompts file with a base, adapter or merged model")
+    p.add_argument("model", help="model directory (full, merged or adapter), short name or hub id")
+    p.add_argument("--prompts", required=True, help="JSONL with `prompt` or `messages` per line, or a .txt file, one prompt per line")
+    p.add_argument("--output", required=True, help="JSONL to write: one {prompt, output} per line")
+    p.add_argument("--base", default=None, help="base model for an adapter directory (default: the one it names)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tiny", help="build a tiny random-init model with its tokenizer (for smoke runs)")
     p.add_argument("arch", help="bert, gpt2 or llama")

@@ -15,7 +15,7 @@ from llmkit.errors import DataError
 from llmkit.hub import hub_reachable, is_path_like
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
-BUNDLED = {"reviews": BUNDLED_DIR / "reviews"}  # short name -> directory of <split>.jsonl
+BUNDLED = {"reviews": BUNDLED_DIR / "reviews", "instructions": BUNDLED_DIR / "instructions"}  # name -> <split>.jsonl files
 EXTENSIONS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 

@@ -25,6 +25,7 @@ def completion_loss(model, examples: list[dict], pad_id: int, batch_size: int = 
             n = len(e["input_ids"])
             ids[j, :n], labels[j, :n], mask[j, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()  # (B, T, V)
+        logits = logits[:, logits.shape[1] - width:]  # soft prompt tuning prepends virtual positions
         # the logit at position t predicts token t + 1
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                                 labels[:, 1:].reshape(-1).to(dev), ignore_index=-100, reduction="sum")

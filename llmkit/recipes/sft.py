@@ -129,7 +129,10 @@ def run(cfg: SFTConfig, out: Path) -> dict:
 
     from llmkit.recipes.classify import batch_plan
 
+    from accelerate.utils import set_seed
+
     state = PartialState()
+    set_seed(cfg.train.seed)  # before the method initialises its parameters (LoRA's A, prefixes, ...)
     data = prepare(cfg.data, seed=cfg.train.seed)  # data errors stop here, before any model loads
     if state.is_main_process:
         prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
