@@ -99,6 +99,15 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"train.{key} {why}, got {getattr(self, key)!r}")
 
+    def batch_plan(self, world_size: int) -> tuple[int, int]:
+        """(per-process micro batch, accumulation steps) with micro * accum * world == batch_size:
+        the global batch stays the same whatever the number of processes."""
+        micro = self.micro_batch_size or max(1, self.batch_size // world_size)
+        if self.batch_size % (micro * world_size):
+            raise ConfigError(f"train.batch_size={self.batch_size} is not a multiple of micro_batch_size={micro} "
+                              f"x world size {world_size}")
+        return micro, self.batch_size // (micro * world_size)
+
 
 @dataclass
 class EvalConfig:

@@ -102,3 +102,13 @@ def test_cli_help_and_print_config(recipe, run_cli):
     assert "trainable_layers: 1  # How many of the last transformer blocks" in res.stdout
     body = "\n".join(line for line in res.stdout.splitlines() if not line.startswith("#"))
     assert yaml.safe_load(body)["method"]["name"] == "last_layers"
+
+
+def test_global_batch_is_kept_across_world_sizes(recipe):
+    _, cfg = load_config(recipe, ["train.batch_size=32", "train.micro_batch_size=4"])
+    assert cfg.train.batch_plan(1) == (4, 8) and cfg.train.batch_plan(2) == (4, 4) and cfg.train.batch_plan(8) == (4, 1)
+    _, cfg = load_config(recipe, ["train.batch_size=32"])
+    assert cfg.train.batch_plan(1) == (32, 1) and cfg.train.batch_plan(4) == (8, 1)
+    _, cfg = load_config(recipe, ["train.batch_size=30", "train.micro_batch_size=4"])
+    with pytest.raises(ConfigError, match="not a multiple"):
+        cfg.train.batch_plan(1)

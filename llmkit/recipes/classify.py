@@ -154,19 +154,10 @@ def param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def batch_plan(t: TrainConfig, world_size: int) -> tuple[int, int]:
-    """(micro batch per process, accumulation steps) so that micro * accum * world == batch_size."""
-    micro = t.micro_batch_size or max(1, t.batch_size // world_size)
-    if t.batch_size % (micro * world_size):
-        raise ConfigError(f"train.batch_size={t.batch_size} is not a multiple of micro_batch_size={micro} "
-                          f"x world size {world_size}")
-    return micro, t.batch_size // (micro * world_size)
-
-
 def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyConfig, out: Path, history: History) -> int:
     """Minibatch AdamW over the trainable parameters; returns the optimizer steps taken."""
     t = cfg.train
-    micro, accum = batch_plan(t, accelerator.num_processes)
+    micro, accum = t.batch_plan(accelerator.num_processes)
     accelerator.gradient_accumulation_steps = accum
     loader = torch.utils.data.DataLoader(list(zip(data.train_texts, data.train_labels)), batch_size=micro,
                                          shuffle=True, collate_fn=Collator(tokenizer, cfg.model.max_length))

@@ -122,14 +122,11 @@ def _log(history: History, state, logs) -> None:
 def run(cfg: SFTConfig, out: Path) -> dict:
     import torch
     from accelerate import PartialState
+    from accelerate.utils import set_seed
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
     from trl import SFTTrainer
-
-    from llmkit.recipes.classify import batch_plan
-
-    from accelerate.utils import set_seed
 
     state = PartialState()
     set_seed(cfg.train.seed)  # before the method initialises its parameters (LoRA's A, prefixes, ...)
@@ -163,7 +160,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
                 f"{len(train_tok)} train / {len(test_tok)} held-out examples ({data.format})")
 
     t = cfg.train
-    micro, accum = batch_plan(t, state.num_processes)
+    micro, accum = t.batch_plan(state.num_processes)
     args = TRLConfig(
         output_dir=str(ckpt_dir), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
         learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
