@@ -8,10 +8,16 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
+
 from llmkit.config import ModelConfig
-from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE, SFTDataConfig, generation_prompt, prepare, tokenize
+from llmkit.data.sft import (
+    DEFAULT_CHAT_TEMPLATE,
+    SFTDataConfig,
+    generation_prompt,
+    prepare,
+    tokenize,
+)
 from llmkit.errors import DataError
 from llmkit.models.loading import load_tokenizer
 
