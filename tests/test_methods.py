@@ -158,3 +158,24 @@ def test_feature_based_binary_head():
     w, b = method.fit_head(x, y, 2, method.config_cls(), seed=0)
     assert w.shape == (2, 4)
     assert ((x @ w.T + b).argmax(1) == y).mean() > 0.9
+
+
+@pytest.mark.parametrize("method_name, kw", [c for c in CASES if c[0] != "qlora"] + [("qlora", {"r": R})])
+def test_save_load_roundtrip_identical_logits(tmp_path, method_name, kw):
+    """Whatever a method trains is saved and comes back: the reloaded classifier's logits are equal."""
+    from llmkit.models.classifier import load_classifier, save_classifier
+
+    model, tok = make("llama", method_name, **kw)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    save_classifier(model, tok, tmp_path / "m", labels=["a", "b", "c"], base_model="tiny-llama", max_length=32, method=method_name,
+                    method_config=kw)
+    loaded, _, meta = load_classifier(tmp_path / "m")
+    assert meta["method"] == method_name
+    batch = tok(["a good day", "the food was cold and late"], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["input_ids"], batch["attention_mask"]),
+                                   model(batch["input_ids"], batch["attention_mask"]), rtol=0, atol=1e-5)

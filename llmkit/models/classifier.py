@@ -65,7 +65,7 @@ class SequenceClassifier(nn.Module):
 
 
 def save_classifier(model: SequenceClassifier, tokenizer, out_dir: str | Path, *, labels: list[str],
-                    base_model: str, max_length: int, method: str) -> Path:
+                    base_model: str, max_length: int, method: str, method_config: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     from llmkit.methods import save_trained
@@ -78,6 +78,7 @@ def save_classifier(model: SequenceClassifier, tokenizer, out_dir: str | Path, *
         save_trained(method, model.backbone, out / "backbone", base_model=base_model)
     tokenizer.save_pretrained(out)
     meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length, "method": method,
+            "method_config": method_config or {},
             "base_model": base_model, "backbone_saved": model.backbone_trains()}
     (out / "classifier.json").write_text(json.dumps(meta, indent=2))
     return out
@@ -88,12 +89,15 @@ def load_classifier(model_dir: str | Path):
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    from llmkit.methods import load_trained
+    from llmkit.methods import get_method, load_kwargs, load_trained
     from llmkit.models.loading import resolve_model
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "classifier.json").read_text())
-    backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]))
+    method = get_method(meta["method"])
+    method_cfg = method.config_cls(**meta.get("method_config", {}))
+    # QLoRA's base loads quantised again, so the reloaded model computes what the trained one did
+    backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]), **load_kwargs(meta["method"], method_cfg))
     if meta["backbone_saved"]:
         backbone = load_trained(meta["method"], backbone, model_dir / "backbone")
     model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"])

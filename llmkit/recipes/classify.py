@@ -301,7 +301,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     if accelerator.is_main_process:
         if cfg.output.save_model:
             save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
-                            max_length=cfg.model.max_length, method=cfg.method.name)
+                            max_length=cfg.model.max_length, method=cfg.method.name, method_config=to_dict(cfg.method))
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
         from llmkit.recipes.classify_report import write_report
