@@ -104,6 +104,6 @@ def _merge_classifier(model_dir: Path, out: Path) -> Path:
         raise LlmkitError(f"{model_dir}: the backbone is already a full model; nothing to merge")
     shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("backbone"))
     merge(backbone_dir, out / "backbone", base=meta["base_model"])
-    meta["method"] = "full"
+    meta["method"], meta["method_config"] = "full", {}
     (out / "classifier.json").write_text(json.dumps(meta, indent=2))
     return out
