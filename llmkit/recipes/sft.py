@@ -49,7 +49,7 @@ from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
 @dataclass
 class SFTModelConfig(ModelConfig):
-    name: str = opt("tiny-llama", "Causal LM: short name, local directory or hub id.")
+    name: str = opt("pico-llama", "Causal LM: short name (pico-llama: the embedded model), local directory or hub id.")
     max_length: int = opt(256, "Truncate training sequences to this many tokens.")
     chat_template: str | None = opt(None, "Jinja chat template (text, or a path to a .jinja file); default: the tokenizer's, else llmkit's plain one.")
 
