@@ -121,6 +121,7 @@ def tiny_model_path(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         build_tiny(arch, tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache is shared like any model dir
         try:
             os.replace(tmp, target)
         except OSError:  # another process won the race
