@@ -5,7 +5,7 @@ A method is a small object with a `name`, a config dataclass (`config_cls`, a su
 in a Hugging Face model. After `apply`, `requires_grad` says what trains; what trained is what
 gets saved. A method may also offer `fit_head(features, labels, cfg) -> (weight, bias)`, a
 closed-form solver for a frozen backbone (the feature-based method uses logistic regression), and
-`load_kwargs(cfg) -> dict` for `from_pretrained` (QLoRA quantises the base as it loads).
+`load_kwargs(cfg, model_path) -> dict` for `from_pretrained` (QLoRA quantises the base as it loads).
 A method may define `save(model, dir, base_model=...)` / `load(base, dir)` for its own format;
 otherwise `save_pretrained` is used (a PEFT model writes only its adapter, a plain model all of
 its weights). Recipes take any method by name and never branch on it. Adding a method: one file, one line below.
@@ -82,7 +82,7 @@ def gradient_checkpointing_allowed(method_name: str, requested: bool) -> bool:
     return requested
 
 
-def load_kwargs(method_name: str, cfg) -> dict:
+def load_kwargs(method_name: str, cfg, model_path: str | None = None) -> dict:
     """Extra `from_pretrained` arguments the method needs (empty for most)."""
     method = get_method(method_name)
-    return method.load_kwargs(cfg) if hasattr(method, "load_kwargs") else {}
+    return method.load_kwargs(cfg, model_path) if hasattr(method, "load_kwargs") else {}

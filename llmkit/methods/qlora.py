@@ -29,12 +29,26 @@ class QLoraConfig(LoraMethodConfig):
     compute_dtype: Literal["float32", "bfloat16", "float16"] = opt("float32", "Dtype the 4-bit weights are dequantised to for matmuls (bfloat16 on GPUs).")
 
 
+def cpu_unquantisable(model_path: str) -> list[str]:
+    """Names (last two parts, e.g. `mlp.down_proj`) of linear layers whose input width is not a
+    multiple of 64, found on an empty (meta-device) copy of the model."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    names = {".".join(n.split(".")[-2:]) for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and m.in_features % 64}
+    return sorted(names)
+
+
 class QLora:
     name = "qlora"
     config_cls = QLoraConfig
     fit_head = None
 
-    def load_kwargs(self, cfg: QLoraConfig) -> dict:
+    def load_kwargs(self, cfg: QLoraConfig, model_path: str | None = None) -> dict:
         import torch
         from transformers import BitsAndBytesConfig
 
@@ -45,12 +59,19 @@ class QLora:
 
             raise LlmkitError("method qlora needs bitsandbytes: pip install 'llmkit[bitsandbytes]'") from None
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        skip = ["lm_head", "pooler"]
+        if device == "cpu" and model_path:
+            narrow = cpu_unquantisable(model_path)
+            if narrow:
+                print(f"llmkit: qlora: {len(narrow)} kind(s) of linear layer kept in full precision on CPU (input "
+                      f"width not a multiple of 64, which bitsandbytes' CPU kernels need): {', '.join(narrow)}")
+            skip += narrow
         return {"quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type, bnb_4bit_use_double_quant=cfg.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, cfg.compute_dtype),
             # kept in full precision: the output head, and BERT's pooler (unused by mean pooling,
             # and absent from some checkpoints, which 4-bit loading cannot initialise)
-            llm_int8_skip_modules=["lm_head", "pooler"]), "device_map": {"": device}}
+            llm_int8_skip_modules=skip), "device_map": {"": device}}
 
     def apply(self, model, cfg: QLoraConfig):
         from peft import prepare_model_for_kbit_training

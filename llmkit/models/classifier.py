@@ -97,7 +97,8 @@ def load_classifier(model_dir: str | Path):
     method = get_method(meta["method"])
     method_cfg = method.config_cls(**meta.get("method_config", {}))
     # QLoRA's base loads quantised again, so the reloaded model computes what the trained one did
-    backbone = AutoModel.from_pretrained(resolve_model(meta["base_model"]), **load_kwargs(meta["method"], method_cfg))
+    base_path = resolve_model(meta["base_model"])
+    backbone = AutoModel.from_pretrained(base_path, **load_kwargs(meta["method"], method_cfg, base_path))
     if meta["backbone_saved"]:
         backbone = load_trained(meta["method"], backbone, model_dir / "backbone")
     model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"])

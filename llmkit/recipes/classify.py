@@ -258,7 +258,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     method = get_method(cfg.method.name)
     model_path = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(cfg.model, model_path)
-    extra = load_kwargs(cfg.method.name, cfg.method)
+    extra = load_kwargs(cfg.method.name, cfg.method, model_path)
     backbone = method.apply(load_backbone(cfg.model, model_path, **extra), cfg.method)
     model = SequenceClassifier(backbone, len(data.labels), cfg.model.pooling, cfg.model.head_dropout)
     trainable, total = count_params(model)

@@ -143,7 +143,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     model_path = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(cfg.model, model_path)
     _chat_template(cfg.model, tokenizer)
-    extra = load_kwargs(cfg.method.name, cfg.method)
+    extra = load_kwargs(cfg.method.name, cfg.method, model_path)
     model = load_causal_lm(cfg.model, model_path, **extra)
     if "device_map" not in extra:
         model.to(state.device)
