@@ -102,15 +102,28 @@ def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfi
             "eval_exact_match": exact_match(preds, refs) if prompts else None}, preds
 
 
-def history_callback(history: History):
-    """Trainer logs -> history.jsonl (one object per logging step)."""
+def history_callback(history: History, clock: list):
+    """Trainer logs -> history.jsonl (one object per logging step); `clock` gets (time, tokens seen)
+    at each optimizer step's end, for the steady-state throughput."""
     from transformers import TrainerCallback
 
     class HistoryCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             _log(history, state, logs)
 
+        def on_step_end(self, args, state, control, **kwargs):
+            clock.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
+
     return HistoryCallback()
+
+
+def steady_tokens_per_second(clock: list, skip: int = 5) -> float | None:
+    """Tokens/s between the end of step `skip` and the last step: the training step's own speed,
+    without start-up (optimizer creation, first-step allocation) or the final checkpoint."""
+    if len(clock) <= skip + 1:
+        return None
+    (t0, n0), (t1, n1) = clock[skip], clock[-1]
+    return round((n1 - n0) / (t1 - t0), 1) if t1 > t0 else None
 
 
 def _log(history: History, state, logs) -> None:
@@ -173,8 +186,9 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         fp16=t.mixed_precision == "fp16", use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
+    clock: list = []
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history)])
+                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history, clock)])
     with PeakMemory() as mem:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)
@@ -190,6 +204,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
             **{f"base_{k}": v for k, v in before.items()},
             "trainable_params": trainable, "total_params": total,
             "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
+            "steady_tokens_per_second": steady_tokens_per_second(clock),
             "train_tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
             "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": trainer.state.global_step,
             "num_train": len(train_tok), "num_test": len(test_tok), "format": data.format,
