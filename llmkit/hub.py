@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -44,3 +47,22 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 def is_path_like(name: str) -> bool:
     """A name the user meant as a filesystem path (so a hub lookup makes no sense)."""
     return name.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(name))
+
+
+def build_once(target: Path, build: Callable[[Path], object]) -> Path:
+    """`target` if it already holds a model (config.json), else `build(tmp)` beside it and rename:
+    a killed build never leaves a half-written model, and two racing builds keep one."""
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache is read like any model dir
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

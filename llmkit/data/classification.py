@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmkit.config import opt
-from llmkit.data.loading import load_splits
+from llmkit.data.loading import holdout, load_splits
 from llmkit.errors import ConfigError, DataError
 
 
@@ -96,8 +96,6 @@ def _encode(raw: list, names: list[str], ds, cfg, source: str, train_source: str
 
 def prepare(cfg: ClassifyDataConfig, seed: int = 42) -> ClassifyData:
     """Load, map columns, validate every row (numbered as in the file), then split if needed."""
-    import random
-
     splits = load_splits(cfg.path)
     if cfg.train_split not in splits:
         raise DataError(f"{cfg.path}: no split `{cfg.train_split}`; it has: {', '.join(splits)} (set data.train_split)")
@@ -125,10 +123,7 @@ def prepare(cfg: ClassifyDataConfig, seed: int = 42) -> ClassifyData:
     else:  # hold out a seeded random share of the training rows
         if len(train_texts) < 2:
             raise DataError(f"{train_source}: needs at least 2 rows to hold out a test split")
-        order = list(range(len(train_texts)))
-        random.Random(seed).shuffle(order)
-        n_test = max(1, round(cfg.test_size * len(order)))
-        test_idx, train_idx = order[:n_test], order[n_test:]
+        train_idx, test_idx = holdout(len(train_texts), cfg.test_size, seed)
         test_texts, test_labels = [train_texts[i] for i in test_idx], [train_labels[i] for i in test_idx]
         train_texts, train_labels = [train_texts[i] for i in train_idx], [train_labels[i] for i in train_idx]
         test_source = f"{train_source} (held-out {cfg.test_size:.0%})"

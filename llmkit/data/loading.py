@@ -112,3 +112,13 @@ def load_table(path: str, split: str | None = None):
     if split not in splits:
         raise DataError(f"{path}: no split `{split}`; it has: {', '.join(splits)}")
     return splits[split]
+
+
+def holdout(n: int, test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, test indices): a seeded random share `test_size` of n rows held out."""
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(test_size * n))
+    return order[n_test:], order[:n_test]

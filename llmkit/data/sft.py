@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llmkit.config import opt
-from llmkit.data.loading import load_splits
+from llmkit.data.loading import holdout, load_splits
 from llmkit.errors import ConfigError, DataError
 
 # A plain chat template for tokenizers that ship none (tiny models, base models).
@@ -115,8 +115,6 @@ def normalise(row: dict, fmt: str, cfg: SFTDataConfig, where: str) -> dict:
 
 
 def prepare(cfg: SFTDataConfig, seed: int = 42) -> SFTData:
-    import random
-
     splits = load_splits(cfg.path)
     if cfg.train_split not in splits:
         raise DataError(f"{cfg.path}: no split `{cfg.train_split}`; it has: {', '.join(splits)} (set data.train_split)")
@@ -135,10 +133,8 @@ def prepare(cfg: SFTDataConfig, seed: int = 42) -> SFTData:
             test_ds, test_source = splits[cfg.test_split], f"{cfg.path} [{cfg.test_split}]"
         test = [normalise(r, fmt, cfg, f"{test_source}: row {i + 1}") for i, r in enumerate(test_ds)]
     else:
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        n_test = max(1, round(cfg.test_size * len(order)))
-        test, train = [train[i] for i in order[:n_test]], [train[i] for i in order[n_test:]]
+        train_idx, test_idx = holdout(len(train), cfg.test_size, seed)
+        test, train = [train[i] for i in test_idx], [train[i] for i in train_idx]
         test_source = f"{train_source} (held-out {cfg.test_size:.0%})"
     if cfg.max_train_samples:
         train = train[:cfg.max_train_samples]

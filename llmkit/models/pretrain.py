@@ -28,9 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -231,26 +228,12 @@ def pretrain(out_dir: str | Path, *, spec: Spec = Spec(), steps: int | None = No
 
 def pretrained_model_path(name: str = "pico-llama", *, progress: bool = True) -> Path:
     """`pico-llama` -> its cached directory, pretrained on first use (a few minutes on CPU)."""
-    from llmkit.hub import cache_dir
+    from llmkit.hub import build_once, cache_dir
 
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained model {name!r}; choose one of {', '.join(PRETRAINED)}")
-    target = cache_dir() / "models" / name
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename, so a killed run never leaves a half-written model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        pretrain(tmp, spec=PRETRAINED[name], progress=progress)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(cache_dir() / "models" / name,
+                      lambda tmp: pretrain(tmp, spec=PRETRAINED[name], progress=progress))
 
 
 # ---------------------------------------------------------------------------

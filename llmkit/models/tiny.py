@@ -9,9 +9,6 @@ uses load it from there like any local Hugging Face directory. Building is deter
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 ARCHS = ("bert", "gpt2", "llama")
@@ -108,24 +105,9 @@ def build_tiny(arch: str, out_dir: str | Path, *, seed: int = 0, texts: list[str
 
 def tiny_model_path(name: str) -> Path:
     """`tiny-bert` / `tiny-gpt2` / `tiny-llama` -> a cached directory, built on first use."""
-    from llmkit.hub import cache_dir
+    from llmkit.hub import build_once, cache_dir
 
     arch = name.removeprefix("tiny-")
     if arch not in ARCHS:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {', '.join('tiny-' + a for a in ARCHS)}")
-    target = cache_dir() / "models" / f"{name}-{BUILD}"
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename, so a killed build never leaves a half-written model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        build_tiny(arch, tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache is shared like any model dir
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(cache_dir() / "models" / f"{name}-{BUILD}", lambda tmp: build_tiny(arch, tmp))
