@@ -9,30 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmkit.config import opt
-from llmkit.data.loading import holdout, load_splits
-from llmkit.errors import ConfigError, DataError
+from llmkit.data.loading import SourceConfig, open_sources, split_and_cap
+from llmkit.errors import DataError
 
 
 @dataclass
-class ClassifyDataConfig:
+class ClassifyDataConfig(SourceConfig):
     path: str = opt("reviews", "Training data: bundled name (reviews), JSONL/CSV/Parquet file, saved dataset dir or hub id.")
-    test_path: str | None = opt(None, "Test data; default: the source's test split, else a split of `path`.")
-    train_split: str = opt("train", "Split of `path` to train on.")
-    test_split: str = opt("test", "Split used for testing when `path` has one.")
     text_column: str = opt("text", "Column holding the text.")
     text_pair_column: str | None = opt(None, "Optional second text column (sentence pairs).")
     label_column: str = opt("label", "Column holding the label (string or integer).")
-    test_size: float = opt(0.2, "Fraction held out for testing when there is no test split.")
-    max_train_samples: int | None = opt(None, "Use only the first N training rows (smoke runs).")
-    max_test_samples: int | None = opt(None, "Use only the first N test rows.")
-
-    def validate(self) -> None:
-        if not 0 < self.test_size < 1:
-            raise ConfigError(f"data.test_size must be in (0, 1), got {self.test_size}")
-        for key in ("max_train_samples", "max_test_samples"):
-            v = getattr(self, key)
-            if v is not None and v < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {v}")
 
 
 @dataclass
@@ -96,40 +82,18 @@ def _encode(raw: list, names: list[str], ds, cfg, source: str, train_source: str
 
 def prepare(cfg: ClassifyDataConfig, seed: int = 42) -> ClassifyData:
     """Load, map columns, validate every row (numbered as in the file), then split if needed."""
-    splits = load_splits(cfg.path)
-    if cfg.train_split not in splits:
-        raise DataError(f"{cfg.path}: no split `{cfg.train_split}`; it has: {', '.join(splits)} (set data.train_split)")
-    train = splits[cfg.train_split]
-    train_source = f"{cfg.path} [{cfg.train_split}]" if len(splits) > 1 else cfg.path
-    if len(train) == 0:
-        raise DataError(f"{train_source}: no training rows")
+    train, train_source, test, test_source = open_sources(cfg)
     train_texts = _texts(train, cfg, train_source)
     raw_train = _column(train, cfg.label_column, train_source, "label")
     names = _label_names(train, cfg, raw_train, train_source)
     if len(names) < 2:
         raise DataError(f"{train_source}: column `{cfg.label_column}` has only one label ({names[0]!r}); need two or more")
-    train_labels = _encode(raw_train, names, train, cfg, train_source, train_source)
-
-    if cfg.test_path or (cfg.test_split in splits and cfg.test_split != cfg.train_split):
-        if cfg.test_path:
-            test_splits = load_splits(cfg.test_path)
-            key = cfg.test_split if cfg.test_split in test_splits else next(iter(test_splits))
-            test, test_source = test_splits[key], cfg.test_path
-        else:
-            test, test_source = splits[cfg.test_split], f"{cfg.path} [{cfg.test_split}]"
-        test_texts = _texts(test, cfg, test_source)
+    train_rows = list(zip(train_texts, _encode(raw_train, names, train, cfg, train_source, train_source)))
+    test_rows = None
+    if test is not None:
         raw_test = _column(test, cfg.label_column, test_source, "label")
-        test_labels = _encode(raw_test, names, test, cfg, test_source, train_source)
-    else:  # hold out a seeded random share of the training rows
-        if len(train_texts) < 2:
-            raise DataError(f"{train_source}: needs at least 2 rows to hold out a test split")
-        train_idx, test_idx = holdout(len(train_texts), cfg.test_size, seed)
-        test_texts, test_labels = [train_texts[i] for i in test_idx], [train_labels[i] for i in test_idx]
-        train_texts, train_labels = [train_texts[i] for i in train_idx], [train_labels[i] for i in train_idx]
-        test_source = f"{train_source} (held-out {cfg.test_size:.0%})"
-    if cfg.max_train_samples:
-        train_texts, train_labels = train_texts[:cfg.max_train_samples], train_labels[:cfg.max_train_samples]
-    if cfg.max_test_samples:
-        test_texts, test_labels = test_texts[:cfg.max_test_samples], test_labels[:cfg.max_test_samples]
-    return ClassifyData(train_texts=train_texts, train_labels=train_labels, test_texts=test_texts,
-                        test_labels=test_labels, labels=names, train_source=train_source, test_source=test_source)
+        test_rows = list(zip(_texts(test, cfg, test_source), _encode(raw_test, names, test, cfg, test_source, train_source)))
+    train_rows, test_rows, held_out = split_and_cap(cfg, train_rows, test_rows, train_source, seed)
+    return ClassifyData(train_texts=[t for t, _ in train_rows], train_labels=[y for _, y in train_rows],
+                        test_texts=[t for t, _ in test_rows], test_labels=[y for _, y in test_rows],
+                        labels=names, train_source=train_source, test_source=held_out or test_source)

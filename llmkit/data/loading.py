@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from llmkit.errors import DataError
+from llmkit.config import opt
+from llmkit.errors import ConfigError, DataError
 from llmkit.hub import hub_reachable, is_path_like
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -122,3 +124,58 @@ def holdout(n: int, test_size: float, seed: int) -> tuple[list[int], list[int]]:
     random.Random(seed).shuffle(order)
     n_test = max(1, round(test_size * n))
     return order[n_test:], order[:n_test]
+
+
+# ----------------------------------------------------------------------------- train / test sources
+
+
+@dataclass
+class SourceConfig:
+    """Where a recipe's training and test rows come from; each recipe's data config extends it."""
+
+    path: str = opt("reviews", "Training data: bundled name, JSONL/CSV/Parquet file, saved dataset dir or hub id.")
+    test_path: str | None = opt(None, "Test data; default: the source's test split, else a held-out share of `path`.")
+    train_split: str = opt("train", "Split of `path` to train on.")
+    test_split: str = opt("test", "Split used for testing when `path` (or `test_path`) has one.")
+    test_size: float = opt(0.2, "Fraction held out for testing when there is no test split.")
+    max_train_samples: int | None = opt(None, "Use only the first N training rows (smoke runs).")
+    max_test_samples: int | None = opt(None, "Use only the first N test rows.")
+
+    def validate(self) -> None:
+        if not 0 < self.test_size < 1:
+            raise ConfigError(f"data.test_size must be in (0, 1), got {self.test_size}")
+        for key in ("max_train_samples", "max_test_samples"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {v}")
+
+
+def open_sources(cfg: SourceConfig):
+    """-> (train Dataset, its name, test Dataset or None, its name or None). None: hold out rows."""
+    splits = load_splits(cfg.path)
+    if cfg.train_split not in splits:
+        raise DataError(f"{cfg.path}: no split `{cfg.train_split}`; it has: {', '.join(splits)} (set data.train_split)")
+    train = splits[cfg.train_split]
+    train_source = f"{cfg.path} [{cfg.train_split}]" if len(splits) > 1 else cfg.path
+    if len(train) == 0:
+        raise DataError(f"{train_source}: no training rows")
+    if cfg.test_path:
+        test_splits = load_splits(cfg.test_path)
+        key = cfg.test_split if cfg.test_split in test_splits else next(iter(test_splits))
+        return train, train_source, test_splits[key], cfg.test_path
+    if cfg.test_split in splits and cfg.test_split != cfg.train_split:
+        return train, train_source, splits[cfg.test_split], f"{cfg.path} [{cfg.test_split}]"
+    return train, train_source, None, None
+
+
+def split_and_cap(cfg: SourceConfig, train: list, test: list | None, train_source: str, seed: int):
+    """Hold out a seeded share of `train` when there is no `test`, then apply the sample caps.
+    -> (train, test, test source suffix or None)."""
+    held_out = None
+    if test is None:
+        if len(train) < 2:
+            raise DataError(f"{train_source}: needs at least 2 rows to hold out a test split")
+        train_idx, test_idx = holdout(len(train), cfg.test_size, seed)
+        train, test = [train[i] for i in train_idx], [train[i] for i in test_idx]
+        held_out = f"{train_source} (held-out {cfg.test_size:.0%})"
+    return train[:cfg.max_train_samples or None], test[:cfg.max_test_samples or None], held_out

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llmkit.config import opt
-from llmkit.data.loading import holdout, load_splits
-from llmkit.errors import ConfigError, DataError
+from llmkit.data.loading import SourceConfig, open_sources, split_and_cap
+from llmkit.errors import DataError
 
 # A plain chat template for tokenizers that ship none (tiny models, base models).
 # Newlines sit inside {{ }}: transformers renders templates with trim_blocks, which drops a newline
@@ -33,23 +33,14 @@ DEFAULT_CHAT_TEMPLATE = (
 
 
 @dataclass
-class SFTDataConfig:
+class SFTDataConfig(SourceConfig):
     path: str = opt("instructions", "Training data: bundled name (instructions), JSONL/CSV/Parquet file, saved dataset dir or hub id.")
-    test_path: str | None = opt(None, "Held-out data; default: the source's test split, else a split of `path`.")
-    train_split: str = opt("train", "Split of `path` to train on.")
-    test_split: str = opt("test", "Split used for evaluation when `path` has one.")
+    test_size: float = opt(0.1, "Fraction held out when there is no test split.")
     format: Literal["auto", "messages", "prompt_completion", "text"] = opt("auto", "Record format; auto detects it from the columns.")
     messages_column: str = opt("messages", "Column with the conversation (messages format).")
     prompt_column: str = opt("prompt", "Prompt column (prompt_completion format).")
     completion_column: str = opt("completion", "Completion column (prompt_completion format).")
     text_column: str = opt("text", "Text column (text format).")
-    test_size: float = opt(0.1, "Fraction held out when there is no test split.")
-    max_train_samples: int | None = opt(None, "Use only the first N training rows (smoke runs).")
-    max_test_samples: int | None = opt(None, "Use only the first N held-out rows.")
-
-    def validate(self) -> None:
-        if not 0 < self.test_size < 1:
-            raise ConfigError(f"data.test_size must be in (0, 1), got {self.test_size}")
 
 
 @dataclass
@@ -115,32 +106,12 @@ def normalise(row: dict, fmt: str, cfg: SFTDataConfig, where: str) -> dict:
 
 
 def prepare(cfg: SFTDataConfig, seed: int = 42) -> SFTData:
-    splits = load_splits(cfg.path)
-    if cfg.train_split not in splits:
-        raise DataError(f"{cfg.path}: no split `{cfg.train_split}`; it has: {', '.join(splits)} (set data.train_split)")
-    train_ds = splits[cfg.train_split]
-    train_source = f"{cfg.path} [{cfg.train_split}]" if len(splits) > 1 else cfg.path
+    train_ds, train_source, test_ds, test_source = open_sources(cfg)
     fmt = detect_format(train_ds.column_names, cfg, train_source)
     train = [normalise(r, fmt, cfg, f"{train_source}: row {i + 1}") for i, r in enumerate(train_ds)]
-    if not train:
-        raise DataError(f"{train_source}: no training rows")
-    if cfg.test_path or (cfg.test_split in splits and cfg.test_split != cfg.train_split):
-        if cfg.test_path:
-            test_splits = load_splits(cfg.test_path)
-            test_ds = test_splits.get(cfg.test_split) or next(iter(test_splits.values()))
-            test_source = cfg.test_path
-        else:
-            test_ds, test_source = splits[cfg.test_split], f"{cfg.path} [{cfg.test_split}]"
-        test = [normalise(r, fmt, cfg, f"{test_source}: row {i + 1}") for i, r in enumerate(test_ds)]
-    else:
-        train_idx, test_idx = holdout(len(train), cfg.test_size, seed)
-        test, train = [train[i] for i in test_idx], [train[i] for i in train_idx]
-        test_source = f"{train_source} (held-out {cfg.test_size:.0%})"
-    if cfg.max_train_samples:
-        train = train[:cfg.max_train_samples]
-    if cfg.max_test_samples:
-        test = test[:cfg.max_test_samples]
-    return SFTData(train=train, test=test, format=fmt, train_source=train_source, test_source=test_source)
+    test = None if test_ds is None else [normalise(r, fmt, cfg, f"{test_source}: row {i + 1}") for i, r in enumerate(test_ds)]
+    train, test, held_out = split_and_cap(cfg, train, test, train_source, seed)
+    return SFTData(train=train, test=test, format=fmt, train_source=train_source, test_source=held_out or test_source)
 
 
 # ----------------------------------------------------------------------------- tokenisation
