@@ -160,3 +160,42 @@ def test_sft_resume_after_kill(tmp_path, run_cli):
     la = [json.loads(x)["loss"] for x in (ref / "history.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (out / "history.jsonl").read_text().splitlines()]
     assert lb == pytest.approx(la, rel=1e-5)
+
+
+@pytest.mark.parametrize("method,packing", [("lora", False), ("lora", True), ("prompt", False)])
+def test_lean_trainer_loss_equals_trls(tok, method, packing):
+    """llmkit's default trainer skips TRL's per-token metrics for speed; its loss must stay TRL's."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig as TRLConfig
+
+    from llmkit.methods import get_method
+    from llmkit.models.loading import resolve_model
+    from llmkit.recipes.sft import trainer_class
+    from transformers import AutoModelForCausalLM
+
+    rows = prepare(SFTDataConfig(max_train_samples=16)).train
+    data = Dataset.from_list([tokenize(r, tok, 64) for r in rows])
+    m = get_method(method)
+    torch.manual_seed(0)
+    model = m.apply(AutoModelForCausalLM.from_pretrained(resolve_model("tiny-llama")), m.config_cls())
+    model.eval()
+    args = TRLConfig(output_dir="unused", per_device_train_batch_size=8, report_to="none", use_cpu=True,
+                     packing=packing, padding_free=packing, max_length=64, gradient_checkpointing=False)
+    losses = []
+    for token_metrics in (True, False):
+        trainer = trainer_class(token_metrics)(model=model, args=args, processing_class=tok, train_dataset=data)
+        batch = next(iter(trainer.get_train_dataloader()))
+        n = (batch["labels"][:, 1:] != -100).sum()
+        with torch.no_grad():
+            losses.append(float(trainer.compute_loss(model, dict(batch), num_items_in_batch=n)))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert losses[0] > 0
+
+
+def test_token_metrics_logged_when_asked(tmp_path, run_cli):
+    out = tmp_path / "tm"
+    res = run_cli("train", ROOT / "recipes/sft/lora.yaml", *SMOKE, "train.token_metrics=true", "eval.before=false", f"output_dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert all(0 <= r["mean_token_accuracy"] <= 1 and r["entropy"] > 0 for r in rows)

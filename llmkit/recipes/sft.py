@@ -60,6 +60,7 @@ class SFTTrainConfig(TrainConfig):
     batch_size: int = opt(16, "Global batch size (all processes, all accumulation steps together).")
     loss_on: Literal["completion", "all"] = opt("completion", "Loss on assistant turns / completions only, or on every token.")
     packing: bool = opt(False, "Pack several examples per row, padding-free (position ids keep them apart).")
+    token_metrics: bool = opt(False, "Also log TRL's per-token entropy and top-1 accuracy (costs ~15% of a step on small models).")
 
 
 @dataclass
@@ -117,6 +118,30 @@ def history_callback(history: History, clock: list):
     return HistoryCallback()
 
 
+def trainer_class(token_metrics: bool):
+    """TRL's SFTTrainer, or (default) one whose loss is the model's own, as a plain loop computes it.
+
+    SFTTrainer.compute_loss runs a fused LM head that also yields per-token entropy and top-1
+    accuracy, gathered and synced to the host for its logs on every step. The loss is the same
+    (checked in tests), but on small models the extra work is ~15-20% of a step, which is why
+    llmkit's step fell to 0.82x a hand-written loop (benchmarks/results/sft_cpu.md). Turn the
+    metrics back on with train.token_metrics=true.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    if token_metrics:
+        return SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return LeanSFTTrainer
+
+
 def steady_tokens_per_second(clock: list, skip: int = 5) -> float | None:
     """Tokens/s between the end of step `skip` and the last step: the training step's own speed,
     without start-up (optimizer creation, first-step allocation) or the final checkpoint."""
@@ -129,7 +154,8 @@ def steady_tokens_per_second(clock: list, skip: int = 5) -> float | None:
 def _log(history: History, state, logs) -> None:
     if logs and "loss" in logs and state.is_world_process_zero:
         history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
-                    lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"))
+                    lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                    **{k: logs[k] for k in ("mean_token_accuracy", "entropy") if k in logs})
 
 
 def run(cfg: SFTConfig, out: Path) -> dict:
@@ -139,7 +165,6 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
-    from trl import SFTTrainer
 
     state = PartialState()
     set_seed(cfg.train.seed)  # before the method initialises its parameters (LoRA's A, prefixes, ...)
@@ -187,7 +212,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
     clock: list = []
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+    trainer = trainer_class(t.token_metrics)(model=model, args=args, processing_class=tokenizer,
                          train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history, clock)])
     with PeakMemory() as mem:
         start = time.perf_counter()
