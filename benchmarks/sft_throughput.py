@@ -1,7 +1,7 @@
 """SFT benchmark: every method on the same model and data, llmkit's training step against a plain
 transformers + PEFT loop on the same batches, and packing against padded batches.
 
-    .venv/bin/python benchmarks/sft_throughput.py [--model pico-llama] [--steps 40] [--repeats 3]
+    .venv/bin/python benchmarks/sft_throughput.py [--model pico-llama] [--steps 40] [--step-steps 100] [--repeats 5] [--parts methods,step,packing]
 
 Writes benchmarks/results/sft_<device>.md. Each llmkit run is a normal `llmkit train` in its own
 process (so peak memory is its own); tokens are non-padding tokens the optimizer saw. Figures are
@@ -36,44 +36,49 @@ def llmkit_run(method: str, model: str, steps: int, out: Path, *extra: str) -> d
 
 
 def plain_loop(model_name: str, steps: int) -> float:
-    """tokens/s of a hand-written transformers + PEFT LoRA loop over the batches llmkit trains on."""
+    """tokens/s of a hand-written transformers + PEFT LoRA loop over the batches llmkit trains on:
+    the same data, tokenisation, collator and shuffled order (taken from an SFTTrainer's own
+    dataloader, built with llmkit's settings), so only the training step differs."""
     import torch
+    from accelerate.utils import set_seed
+    from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, get_scheduler
+    from trl import SFTConfig, SFTTrainer
 
     from llmkit.config import ModelConfig
     from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE, SFTDataConfig, prepare, tokenize
     from llmkit.models.loading import load_tokenizer, resolve_model
 
-    torch.manual_seed(42)
+    set_seed(42)
     path = resolve_model(model_name)
     tok = load_tokenizer(ModelConfig(name=model_name), path)
     tok.chat_template = tok.chat_template or DEFAULT_CHAT_TEMPLATE
-    data = prepare(SFTDataConfig(max_train_samples=16 * steps))
-    examples = [tokenize(r, tok, 256) for r in data.train]
+    data = prepare(SFTDataConfig(), seed=42)
+    examples = Dataset.from_list([tokenize(r, tok, 256) for r in data.train])
     model = AutoModelForCausalLM.from_pretrained(path)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=16, seed=42, data_seed=42, report_to="none",
+                     use_cpu=True, max_length=256, gradient_checkpointing=False, dataloader_num_workers=0)
+    loader = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=examples).get_train_dataloader()
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == steps:
+            break
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
     model.train()
     tokens, clock = 0, []
-    for s in range(steps):
-        chunk = examples[s * 16:(s + 1) * 16]
-        width = max(len(e["input_ids"]) for e in chunk)
-        ids = torch.full((16, width), tok.pad_token_id)
-        labels = torch.full((16, width), -100)
-        mask = torch.zeros((16, width), dtype=torch.long)
-        for j, e in enumerate(chunk):
-            n = len(e["input_ids"])
-            ids[j, :n], labels[j, :n], mask[j, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    for batch in batches:
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        tokens += int(mask.sum())
+        tokens += int(batch["attention_mask"].sum())
         clock.append((time.perf_counter(), tokens))
     (t0, n0), (t1, n1) = clock[5], clock[-1]  # same steady-state window as llmkit's figure
     return (n1 - n0) / (t1 - t0)
@@ -91,69 +96,98 @@ def machine() -> str:
     return f"{dev}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
+def update_sections(path: Path, header: str, sections: dict[str, str]) -> str:
+    """Replace the `## ` sections named in `sections` in the results file (keeping the others, so
+    one part can be re-measured alone); the header line block is replaced too."""
+    old = path.read_text() if path.exists() else ""
+    parts, order, current = {}, [], None
+    for line in old.splitlines():
+        if line.startswith("## "):
+            current = line[3:].split(" (")[0]
+            order.append(current)
+            parts[current] = [line]
+        elif current:
+            parts[current].append(line)
+    for title, body in sections.items():
+        if title not in parts:
+            order.append(title)
+        parts[title] = body.splitlines()
+    return "\n".join([header, ""] + ["\n".join(parts[t]).rstrip() + "\n" for t in order]) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="pico-llama")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40, help="optimizer steps per method run and packing run")
+    ap.add_argument("--step-steps", type=int, default=100, help="optimizer steps per run in the llmkit vs plain-loop comparison")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--only-step", action="store_true", help="only the llmkit vs plain-loop comparison")
+    ap.add_argument("--parts", default="methods,step,packing", help="which sections to (re-)measure")
     args = ap.parse_args()
     import torch
 
-    tmp = Path(tempfile.mkdtemp(prefix="llmkit-bench-"))
-    rows = []
-    for method in ([] if args.only_step else args.methods.split(",")):
-        m = llmkit_run(method, args.model, args.steps, tmp / method)
-        rows.append([method, m["trainable_params"], m["tokens_per_second"], m["peak_memory_mb"], m["eval_loss"]])
-        print(method, rows[-1][1:], flush=True)
-
-    ratios, ours, plain, trl, trl_ratios = [], [], [], [], []
-    for r in range(args.repeats):  # alternate, so drift in machine load hits both sides
-        a = llmkit_run("lora", args.model, args.steps, tmp / f"step-{r}")["steady_tokens_per_second"]
-        b = plain_loop(args.model, args.steps)
-        c = llmkit_run("lora", args.model, args.steps, tmp / f"trl-{r}", "train.token_metrics=true")["steady_tokens_per_second"]
-        ours.append(a)
-        plain.append(b)
-        trl.append(c)
-        ratios.append(a / b)
-        trl_ratios.append(c / b)
-        print(f"repeat {r}: llmkit {a:.0f} tok/s, plain loop {b:.0f} tok/s, ratio {a / b:.3f}; "
-              f"with token metrics {c:.0f} ({c / b:.3f})", flush=True)
-
-    packed, padded = [], []
-    for r in range(args.repeats):
-        padded.append(llmkit_run("lora", args.model, args.steps, tmp / f"pad-{r}")["tokens_per_second"])
-        packed.append(llmkit_run("lora", args.model, args.steps, tmp / f"pack-{r}", "train.packing=true")["tokens_per_second"])
-
     from llmkit.report import md_table
 
+    parts = args.parts.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="llmkit-bench-"))
+    sections = {}
+    if "methods" in parts:
+        rows = []
+        for method in args.methods.split(","):
+            m = llmkit_run(method, args.model, args.steps, tmp / method)
+            rows.append([method, m["trainable_params"], m["tokens_per_second"], m["peak_memory_mb"], m["eval_loss"]])
+            print(method, rows[-1][1:], flush=True)
+        sections["Methods"] = "\n".join([
+            f"## Methods ({args.steps} steps per run)", "",
+            md_table(["method", "trainable params", "tokens/s", "peak memory (MB, RSS)", f"held-out loss after {args.steps} steps"], rows)])
+
+    if "step" in parts:
+        n = args.step_steps
+        ratios, ours, plain, trl, trl_ratios = [], [], [], [], []
+        for r in range(args.repeats):  # alternate, so drift in machine load hits both sides
+            a = llmkit_run("lora", args.model, n, tmp / f"step-{r}")["steady_tokens_per_second"]
+            b = plain_loop(args.model, n)
+            c = llmkit_run("lora", args.model, n, tmp / f"trl-{r}", "train.token_metrics=true")["steady_tokens_per_second"]
+            ours.append(a)
+            plain.append(b)
+            trl.append(c)
+            ratios.append(a / b)
+            trl_ratios.append(c / b)
+            print(f"repeat {r}: llmkit {a:.0f} tok/s, plain loop {b:.0f} tok/s, ratio {a / b:.3f}; "
+                  f"with token metrics {c:.0f} ({c / b:.3f})", flush=True)
+        sections["llmkit SFT step vs a plain transformers + PEFT loop"] = "\n".join([
+            f"## llmkit SFT step vs a plain transformers + PEFT loop (LoRA, {n} steps per run, {args.repeats} repeats)", "",
+            md_table(["", "median tokens/s", "runs"], [
+                ["llmkit (default)", statistics.median(ours), ", ".join(f"{x:.0f}" for x in ours)],
+                ["llmkit, train.token_metrics=true (TRL's loss path)", statistics.median(trl), ", ".join(f"{x:.0f}" for x in trl)],
+                ["plain loop", statistics.median(plain), ", ".join(f"{x:.0f}" for x in plain)]]), "",
+            f"Median ratio llmkit / plain: **{statistics.median(ratios):.3f}** (per repeat: {', '.join(f'{x:.3f}' for x in ratios)}); "
+            f"with token metrics: {statistics.median(trl_ratios):.3f} (per repeat: {', '.join(f'{x:.3f}' for x in trl_ratios)}). "
+            "The plain loop trains on the same batches: it takes them from an SFTTrainer dataloader built with llmkit's "
+            "settings (same data, tokenisation, collator, shuffled order). All figures are steady-state: non-padding tokens "
+            "per second from the end of step 5 to the last step, so start-up (model loading, optimizer creation, first-step "
+            "allocation) and the final save are left out; llmkit's include everything its Trainer does per step (logging, "
+            "scheduler, clipping, token counting). llmkit's default trainer computes the loss as the model does; TRL's own "
+            "SFTTrainer loss, which adds per-token entropy and accuracy for its logs (`train.token_metrics=true`), is "
+            "measured alongside."])
+
+    if "packing" in parts:
+        packed, padded = [], []
+        for r in range(args.repeats):
+            padded.append(llmkit_run("lora", args.model, args.steps, tmp / f"pad-{r}")["tokens_per_second"])
+            packed.append(llmkit_run("lora", args.model, args.steps, tmp / f"pack-{r}", "train.packing=true")["tokens_per_second"])
+        sections["Packing"] = "\n".join([
+            f"## Packing (padding-free) vs padded batches (LoRA, {args.steps} steps per run)", "",
+            md_table(["", "median tokens/s"], [["padded", statistics.median(padded)], ["packed, padding-free", statistics.median(packed)]]), "",
+            f"Ratio packed / padded: **{statistics.median(packed) / statistics.median(padded):.3f}**."])
+
     device = "gpu" if torch.cuda.is_available() else "cpu"
-    text = "\n".join([
-        f"# SFT benchmark ({device})", "",
-        f"Machine: {machine()}. Model `{args.model}`, bundled instruction data, global batch 16, "
-        f"{args.steps} optimizer steps per run, fp32. Command: `python benchmarks/sft_throughput.py --model {args.model} "
-        f"--steps {args.steps} --repeats {args.repeats}`.", "",
-        "## Methods", "",
-        md_table(["method", "trainable params", "tokens/s", "peak memory (MB, RSS)", f"held-out loss after {args.steps} steps"], rows), "",
-        "## llmkit SFT step vs a plain transformers + PEFT loop (LoRA, same batches)", "",
-        md_table(["", "median tokens/s", "runs"], [["llmkit (default)", statistics.median(ours), ", ".join(f"{x:.0f}" for x in ours)],
-                                                   ["llmkit, train.token_metrics=true (TRL's loss path)", statistics.median(trl), ", ".join(f"{x:.0f}" for x in trl)],
-                                                   ["plain loop", statistics.median(plain), ", ".join(f"{x:.0f}" for x in plain)]]), "",
-        f"Median ratio llmkit / plain: **{statistics.median(ratios):.3f}** (per repeat: {', '.join(f'{x:.3f}' for x in ratios)}); "
-        f"with token metrics: {statistics.median(trl_ratios):.3f}. "
-        "Both are steady-state figures: non-padding tokens per second from the end of step 5 to the last step, so "
-        "start-up (model loading, optimizer creation, first-step allocation) and the final checkpoint are left out; "
-        "llmkit's includes everything its Trainer does per step (logging, scheduler, clipping, token counting). "
-        "llmkit's default trainer computes the loss as the model does; TRL's own SFTTrainer loss, which adds per-token "
-        "entropy and accuracy for its logs (`train.token_metrics=true`), is measured alongside.", "",
-        "## Packing (padding-free) vs padded batches (LoRA)", "",
-        md_table(["", "median tokens/s"], [["padded", statistics.median(padded)], ["packed, padding-free", statistics.median(packed)]]), "",
-        f"Ratio packed / padded: **{statistics.median(packed) / statistics.median(padded):.3f}**.", "",
-    ])
+    header = (f"# SFT benchmark ({device})\n\nMachine: {machine()}. Model `{args.model}`, bundled instruction data, global "
+              f"batch 16, fp32. Command: `python benchmarks/sft_throughput.py --model {args.model} --steps {args.steps} "
+              f"--step-steps {args.step_steps} --repeats {args.repeats}` (`--parts step` re-measures one section).")
     out = ROOT / "benchmarks" / "results" / f"sft_{device}.md"
-    out.write_text(text)
-    print(text)
+    out.write_text(update_sections(out, header, sections))
+    print(out.read_text())
 
 
 if __name__ == "__main__":

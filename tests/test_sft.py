@@ -167,12 +167,12 @@ def test_lean_trainer_loss_equals_trls(tok, method, packing):
     """llmkit's default trainer skips TRL's per-token metrics for speed; its loss must stay TRL's."""
     import torch
     from datasets import Dataset
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig as TRLConfig
 
     from llmkit.methods import get_method
     from llmkit.models.loading import resolve_model
     from llmkit.recipes.sft import trainer_class
-    from transformers import AutoModelForCausalLM
 
     rows = prepare(SFTDataConfig(max_train_samples=16)).train
     data = Dataset.from_list([tokenize(r, tok, 64) for r in rows])
