@@ -2,6 +2,7 @@
 
     llmkit train RECIPE.yaml [key=value ...]     run a training recipe
     llmkit train RECIPE.yaml --print-config      show the resolved config with each field's help
+    llmkit eval SUITE.yaml [key=value ...]       generate and score (BLEU, ROUGE, BERTScore, perplexity, ...)
     llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
     llmkit quickstart [--output DIR]             the demo: every conventional method, side by side
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
@@ -60,6 +61,21 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def cmd_eval(args) -> int:
+    from llmkit.config import describe
+    from llmkit.eval.suite import headline, load_suite, run
+
+    cfg = load_suite(args.suite, args.overrides)
+    if args.print_config:
+        print(f"# resolved config of {args.suite} (defaults < YAML < overrides)")
+        print(describe(cfg))
+        return 0
+    metrics = run(cfg)
+    print(headline(metrics))
+    print(f"wrote {cfg.output.dir}/ (metrics.json, report.md, predictions.jsonl)")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from llmkit.compare import compare
 
@@ -111,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
     p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model or a predictions file with an evaluation suite",
+                       description="Evaluate: llmkit eval SUITE.yaml [key=value ...] (suites in eval/). Generates from "
+                                   "model.name, or scores predictions.path; writes metrics.json, report.md, predictions.jsonl.")
+    p.add_argument("suite", help="suite YAML file (see eval/)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
+    p.add_argument("--print-config", action="store_true", help="print the resolved suite with each field's help, then exit")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare finished runs: Markdown table and PNG plot")
     p.add_argument("runs", nargs="+", help="output directories of finished runs")

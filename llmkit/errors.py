@@ -13,3 +13,7 @@ class ConfigError(LlmkitError):
 
 class DataError(LlmkitError):
     """A data file that cannot be read, or a record that is wrong (names file, row and problem)."""
+
+
+class EvalInputError(LlmkitError, ValueError):
+    """Predictions and references that cannot be scored (lengths differ, empty, wrong types)."""

@@ -30,6 +30,15 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path, title: str = "") -> Path:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return Path(path)
+
+
 def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: str = "", x: str = "step") -> Path | None:
     """Line plot of `keys` against `x` from history records; None when there is nothing to plot."""
     series = {k: [(r[x], r[k]) for r in history if r.get(k) is not None and x in r] for k in keys}
@@ -44,12 +53,7 @@ def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: s
         ax.set_xlabel(x)
         ax.set_title(k)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_confusion(matrix, labels: list[str], path: str | Path) -> Path:
@@ -67,3 +71,20 @@ def plot_confusion(matrix, labels: list[str], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_histograms(series: dict[str, list[float]], path: str | Path, title: str = "", bins: int = 20) -> Path | None:
+    """One histogram per named list of per-row scores; None when there is nothing to plot."""
+    series = {k: [v for v in vs if v is not None] for k, vs in series.items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
+    for ax, (k, vs) in zip(axes[0], series.items()):
+        ax.hist(vs, bins=bins, color="#4878a8")
+        ax.axvline(sum(vs) / len(vs), color="#c44e52", lw=1.5, label=f"mean {sum(vs) / len(vs):.3g}")
+        ax.set_title(k)
+        ax.set_ylabel("rows")
+        ax.legend(fontsize=8)
+    return _save(fig, path, title)

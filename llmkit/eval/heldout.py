@@ -37,13 +37,15 @@ def completion_loss(model, examples: list[dict], pad_id: int, batch_size: int = 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int = 32, batch_size: int = 16,
-             desc: str = "generate") -> list[str]:
-    """Greedy continuations of token-id prompts, decoded without special tokens."""
+             desc: str = "generate", *, temperature: float = 0.0, progress: bool = True) -> list[str]:
+    """Continuations of token-id prompts (greedy, or sampled when temperature > 0), decoded without
+    special tokens."""
     model.eval()
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outs = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False, disable=not progress):
         chunk = prompts[i:i + batch_size]
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), pad)
@@ -51,7 +53,7 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int = 3
         for j, p in enumerate(chunk):  # left padding: every prompt ends where generation starts
             ids[j, width - len(p):], mask[j, width - len(p):] = torch.tensor(p), 1
         gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+                             pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **sampling)
         outs += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
     return outs
 
@@ -65,3 +67,11 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
     if not references:
         return float("nan")
     return sum(normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references)) / len(references)
+
+
+def exact_match_multi(predictions, references) -> float:
+    """exact_match with one string or a list of strings per row (any one may match); checked inputs."""
+    from llmkit.eval._inputs import check_pairs
+
+    preds, refs = check_pairs(predictions, references, metric="exact_match")
+    return sum(any(normalise_answer(p) == normalise_answer(r) for r in rs) for p, rs in zip(preds, refs)) / len(preds)
