@@ -3,6 +3,7 @@
     llmkit train RECIPE.yaml [key=value ...]     run a training recipe
     llmkit train RECIPE.yaml --print-config      show the resolved config with each field's help
     llmkit eval SUITE.yaml [key=value ...]       generate and score (BLEU, ROUGE, BERTScore, perplexity, ...)
+    llmkit generate RECIPE.yaml [key=value ...]  Self-Instruct: grow an instruction set from seed tasks
     llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
     llmkit quickstart [--output DIR]             the demo: every conventional method, side by side
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
@@ -39,14 +40,21 @@ def _first_line(obj) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+def _printed_config(path, cfg, wanted: bool) -> bool:
+    """--print-config: the resolved config with each field's help; True when printed."""
+    if wanted:
+        from llmkit.config import describe
+
+        print(f"# resolved config of {path} (defaults < YAML < overrides)")
+        print(describe(cfg))
+    return wanted
+
+
 def cmd_train(args) -> int:
-    from llmkit.config import describe
     from llmkit.recipes import load_config
 
     recipe, cfg = load_config(args.recipe, args.overrides)
-    if args.print_config:
-        print(f"# resolved config of {args.recipe} (defaults < YAML < overrides)")
-        print(describe(cfg))
+    if _printed_config(args.recipe, cfg, args.print_config):
         return 0
     out = Path(cfg.output.dir)
     metrics = recipe.run(cfg, out)
@@ -62,17 +70,26 @@ def _is_main() -> bool:
 
 
 def cmd_eval(args) -> int:
-    from llmkit.config import describe
     from llmkit.eval.suite import headline, load_suite, run
 
     cfg = load_suite(args.suite, args.overrides)
-    if args.print_config:
-        print(f"# resolved config of {args.suite} (defaults < YAML < overrides)")
-        print(describe(cfg))
+    if _printed_config(args.suite, cfg, args.print_config):
         return 0
-    metrics = run(cfg)
-    print(headline(metrics))
+    print(headline(run(cfg)))
     print(f"wrote {cfg.output.dir}/ (metrics.json, report.md, predictions.jsonl)")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from llmkit.selfinstruct.pipeline import load_config, run, summary
+
+    cfg = load_config(args.recipe, args.overrides)
+    if _printed_config(args.recipe, cfg, args.print_config):
+        return 0
+    stats = run(cfg)
+    if "bootstrap" in stats:
+        print(summary(stats))
+    print(f"wrote {cfg.output.dir}/ (instructions.jsonl, rejected.jsonl, finetune.jsonl, stats.json, report.md)")
     return 0
 
 
@@ -135,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
     p.add_argument("--print-config", action="store_true", help="print the resolved suite with each field's help, then exit")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="Self-Instruct: generate an instruction dataset from seed tasks",
+                       description="Self-Instruct: llmkit generate RECIPE.yaml [key=value ...] (see recipes/data/). "
+                                   "Started again with the same command, a run continues where it stopped.")
+    p.add_argument("recipe", help="generation recipe YAML (kind: self_instruct)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("compare", help="compare finished runs: Markdown table and PNG plot")
     p.add_argument("runs", nargs="+", help="output directories of finished runs")

@@ -46,3 +46,17 @@ def toy_rows(n=40, labels=("neg", "pos")):
         w = words.get(lab, ["plain"])[i % 4]
         rows.append({"text": f"item {i} was {w} overall", "label": lab})
     return rows
+
+
+def shared_data(name: str) -> Path | None:
+    """Third-party test data lives beside the project in ../shared/data (never copied into it);
+    LLMKIT_SHARED_DATA points elsewhere."""
+    for base in (os.environ.get("LLMKIT_SHARED_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
+        if base and (Path(base) / name).is_file():
+            return Path(base) / name
+    return None
+
+
+REFERENCE_SEEDS = shared_data("self_instruct_seed_tasks.jsonl")
+needs_reference_seeds = pytest.mark.skipif(REFERENCE_SEEDS is None,
+                                           reason="../shared/data/self_instruct_seed_tasks.jsonl not found (set LLMKIT_SHARED_DATA)")

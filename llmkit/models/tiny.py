@@ -15,8 +15,8 @@ ARCHS = ("bert", "gpt2", "llama")
 
 # Sizes small enough that a forward/backward takes milliseconds on one CPU core. Every linear
 # layer's input width is a multiple of 64, so bitsandbytes' CPU 4-bit kernels (64-wide blocks) work.
-HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, VOCAB = 64, 2, 4, 2, 128, 256, 512
-BUILD = f"h{HIDDEN}-l{LAYERS}-f{FFN}-v{VOCAB}-1"  # part of the cache path: a change rebuilds
+HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, VOCAB = 64, 2, 4, 2, 128, 1024, 512
+BUILD = f"h{HIDDEN}-l{LAYERS}-f{FFN}-v{VOCAB}-p{POSITIONS}-1"  # part of the cache path: a change rebuilds
 
 # A small English corpus for the tokenizer, so common words become single tokens. Byte-level BPE
 # still encodes any text (every byte is in the base alphabet), so nothing maps to <unk>.
