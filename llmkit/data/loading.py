@@ -17,7 +17,8 @@ from llmkit.errors import ConfigError, DataError
 from llmkit.hub import hub_reachable, is_path_like
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
-BUNDLED = {"reviews": BUNDLED_DIR / "reviews", "instructions": BUNDLED_DIR / "instructions"}  # name -> <split>.jsonl files
+BUNDLED = {"reviews": BUNDLED_DIR / "reviews", "instructions": BUNDLED_DIR / "instructions",
+           "preferences": BUNDLED_DIR / "preferences"}  # name -> <split>.jsonl files
 EXTENSIONS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 

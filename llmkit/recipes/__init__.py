@@ -49,11 +49,39 @@ def _sft_run(cfg, out):
     return run(cfg, out)
 
 
+def _reward_cls():
+    from llmkit.recipes.reward import RewardConfig
+
+    return RewardConfig
+
+
+def _reward_run(cfg, out):
+    from llmkit.recipes.reward import run
+
+    return run(cfg, out)
+
+
+def _ppo_cls():
+    from llmkit.recipes.ppo import PPOConfig
+
+    return PPOConfig
+
+
+def _ppo_run(cfg, out):
+    from llmkit.recipes.ppo import run
+
+    return run(cfg, out)
+
+
 RECIPES = {
     "classify": Recipe("classify", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)",
                        _classify_cls, _classify_run, default_method="full"),
     "sft": Recipe("sft", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)",
                   _sft_cls, _sft_run, default_method="lora"),
+    "reward": Recipe("reward", "a Bradley-Terry reward model on ranked or pairwise preferences (TRL RewardTrainer)",
+                     _reward_cls, _reward_run, default_method="full"),
+    "ppo": Recipe("ppo", "PPO against a reward model or a reward function, KL-penalised to the SFT model (llmkit's own loop)",
+                  _ppo_cls, _ppo_run, default_method="lora"),
 }
 
 

@@ -1,0 +1,480 @@
+"""The ppo recipe: InstructGPT step 3, PPO against a reward model with a KL penalty to the SFT model.
+
+TRL 1.x no longer ships PPO, so the loop is llmkit's own, on Accelerate, following the PPOv2 /
+"N+ implementation details" recipe (../shared/briefs/ppo-rlhf.md). One update:
+
+    rollout   sample a response per prompt from the policy (temperature T, no top-k)
+    score     reward model on query + response up to EOS (or a Python reward function), minus the
+              calibration offset; `reward.missing_eos_penalty` added when a response never ends
+    old/ref   log-probs of the policy and the reference from a plain forward at temperature T;
+              values from the value model
+    rewards   per token: -kl_coef * (logp - ref_logp) on every response token, plus the score on
+              the last valid token (EOS, or the last token of a cut response): one mask throughout
+    GAE       advantages and returns (gamma, lambda), advantages whitened over valid tokens
+    epochs    `ppo_epochs` passes over shuffled minibatches: clipped policy loss + vf_coef x
+              clipped value loss, gradient clipping, separate AdamW for policy and value model
+    KL coef   fixed, or adaptive towards `kl_target` (Ziegler et al. 2019)
+
+Dropout is off in every model throughout (eval mode while training, as the N+ details do).
+Checkpoints (policy and value weights, both optimizers, KL controller, random states, the update
+index) every `train.save_every` updates; a killed run started again continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
+from llmkit.errors import ConfigError, DataError, LlmkitError
+from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
+
+
+@dataclass
+class PPOModelConfig(ModelConfig):
+    name: str = opt("runs/sft-lora/model", "The SFT model to start from (and the KL reference): a run's model/ (adapter or full), a model directory or a short name.")
+    chat_template: str | None = opt(None, "Jinja chat template; default: the tokenizer's, else llmkit's plain one.")
+
+
+@dataclass
+class PPODataConfig:
+    path: str = opt("instructions", "Prompts: bundled name (instructions), JSONL/CSV/Parquet file or directory of splits; `messages` rows (the last assistant turn is dropped) or `prompt` rows.")
+    train_split: str = opt("train", "Split the rollout prompts come from.")
+    test_split: str = opt("test", "Split for the before/after evaluation (greedy).")
+    max_prompts: int | None = opt(None, "Use only the first N training prompts.")
+
+
+@dataclass
+class RewardConfig:
+    model: str | None = opt("runs/reward-full/model", "Reward model directory (`llmkit train recipes/rlhf/reward.yaml` writes runs/reward-full/model).")
+    function: str | None = opt(None, "A Python reward `module:function(prompts, responses, rows) -> floats` instead of a reward model (e.g. llmkit.rlhf.rewards:instruction_exact_match).")
+    missing_eos_penalty: float | None = opt(1.0, "Subtracted from the score of a response that never emits EOS (None: no penalty).")
+    batch_size: int = opt(32, "Sequences per reward-model forward.")
+
+
+@dataclass
+class PPOAlgoConfig:
+    rollout_batch_size: int = opt(32, "Prompts per update (one response each).")
+    mini_batch_size: int = opt(8, "Responses per optimizer step.")
+    ppo_epochs: int = opt(4, "Passes over each rollout batch.")
+    max_new_tokens: int = opt(16, "Response length limit.")
+    temperature: float = opt(0.7, "Sampling temperature, also applied wherever log-probs are computed.")
+    top_p: float = opt(1.0, "Nucleus sampling for rollouts (1: off).")
+    kl_coef: float = opt(0.05, "Initial KL penalty coefficient beta.")
+    kl_kind: Literal["k1", "k2", "k3"] = opt("k1", "Per-token KL estimator in the reward.")
+    adaptive_kl: bool = opt(False, "Adapt beta towards kl_target (Ziegler et al. 2019).")
+    kl_target: float = opt(6.0, "Target KL per response for the adaptive controller (nats).")
+    kl_horizon: int = opt(10000, "Horizon of the adaptive controller, in responses.")
+    gamma: float = opt(1.0, "Discount.")
+    lam: float = opt(0.95, "GAE lambda.")
+    clip_range: float = opt(0.2, "Policy ratio clip.")
+    clip_range_value: float = opt(0.2, "Value clip around the rollout's values.")
+    vf_coef: float = opt(0.1, "Weight of the value loss.")
+    whiten_advantages: bool = opt(True, "Whiten advantages over the valid tokens of the batch.")
+
+
+@dataclass
+class PPOTrainConfig:
+    learning_rate: float = opt(1e-5, "Policy learning rate (AdamW).")
+    value_learning_rate: float | None = opt(None, "Value model learning rate (default: learning_rate).")
+    num_updates: int = opt(20, "PPO updates (each: one rollout batch, ppo_epochs passes).")
+    max_grad_norm: float = opt(1.0, "Clip each model's gradient norm (0: off).")
+    seed: int = opt(42, "Seed for prompt order, sampling and minibatch shuffling.")
+    save_every: int = opt(5, "Checkpoint every N updates (0: only at the end).")
+    resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
+    sample_every: int = opt(5, "Log sample generations every N updates (0: never).")
+
+
+@dataclass
+class PPOEvalConfig:
+    num_prompts: int = opt(64, "Held-out prompts scored greedily before and after PPO (0: skip).")
+    max_new_tokens: int = opt(16, "Tokens per held-out answer.")
+    batch_size: int = opt(32, "Prompts per generation batch.")
+
+
+@dataclass
+class PPOOutputConfig:
+    dir: str = opt("runs/ppo-{method}", "Output directory; {kind} and {method} are filled in.")
+    save_model: bool = opt(True, "Save the trained policy in output_dir/model as a standalone model (a LoRA policy merged).")
+    overwrite: bool = opt(False, "Allow writing over a finished run in the same directory.")
+
+
+@dataclass
+class PPOConfig:
+    kind: str = opt("ppo", "Recipe kind.")
+    model: PPOModelConfig = opt(factory=PPOModelConfig)
+    data: PPODataConfig = opt(factory=PPODataConfig)
+    method: MethodConfig = opt(factory=MethodConfig)
+    reward: RewardConfig = opt(factory=RewardConfig)
+    ppo: PPOAlgoConfig = opt(factory=PPOAlgoConfig)
+    train: PPOTrainConfig = opt(factory=PPOTrainConfig)
+    eval: PPOEvalConfig = opt(factory=PPOEvalConfig)
+    output: PPOOutputConfig = opt(factory=PPOOutputConfig)
+
+    def validate(self) -> None:
+        p = self.ppo
+        if p.rollout_batch_size < 1 or p.mini_batch_size < 1 or p.rollout_batch_size % p.mini_batch_size:
+            raise ConfigError(f"ppo.rollout_batch_size ({p.rollout_batch_size}) must be a positive multiple of "
+                              f"ppo.mini_batch_size ({p.mini_batch_size})")
+        if p.temperature <= 0:
+            raise ConfigError(f"ppo.temperature must be > 0 (log-probs are taken at it), got {p.temperature}")
+        if self.reward.model is None and self.reward.function is None:
+            raise ConfigError("set reward.model (a reward model directory) or reward.function (module:function)")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _prompts(path: str, split: str, limit: int | None) -> list[dict]:
+    """-> [{"prompt": messages or string, "row": the data row}] for a split (a single file: its only split)."""
+    from llmkit.data.loading import load_splits
+
+    splits = load_splits(path)
+    if len(splits) > 1 and split not in splits:
+        raise DataError(f"{path}: no split `{split}`; it has: {', '.join(splits)}")
+    table = splits[split] if split in splits else next(iter(splits.values()))
+    out = []
+    for i, row in enumerate(table):
+        if limit is not None and len(out) >= limit:
+            break
+        if isinstance(row.get("messages"), list):
+            msgs = row["messages"]
+            last = max((j for j, m in enumerate(msgs) if m.get("role") == "assistant"), default=len(msgs))
+            prompt = msgs[:last]
+        elif "prompt" in row:
+            prompt = row["prompt"]
+        else:
+            raise DataError(f"{path} [{split}]: row {i + 1}: needs `messages` or `prompt`")
+        if not prompt:
+            raise DataError(f"{path} [{split}]: row {i + 1}: empty prompt")
+        out.append({"prompt": prompt, "row": row})
+    if not out:
+        raise DataError(f"{path} [{split}]: no prompts")
+    return out
+
+
+def _query_ids(prompt, tok) -> list[int]:
+    if isinstance(prompt, list):
+        return list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return tok(prompt)["input_ids"]
+
+
+# ----------------------------------------------------------------------------- reward
+
+
+class Scorer:
+    """Scores decoded rollouts: a reward model (calibrated) or a Python function."""
+
+    def __init__(self, cfg: RewardConfig, policy_tok):
+        self.cfg, self.fn, self.rm = cfg, None, None
+        if cfg.function:
+            from llmkit.rlhf.models import load_reward_function
+
+            self.fn = load_reward_function(cfg.function)
+            self.name = cfg.function
+        else:
+            from llmkit.rlhf.models import freeze
+            from llmkit.rlhf.reward_model import load_reward_model
+
+            if not Path(cfg.model).exists():
+                raise LlmkitError(f"reward model not found: {cfg.model} (train one with `llmkit train recipes/rlhf/reward.yaml`, "
+                                  f"or set reward.function)")
+            self.rm, rm_tok, self.offset = load_reward_model(cfg.model)
+            freeze(self.rm)
+            if rm_tok.get_vocab() != policy_tok.get_vocab():
+                raise LlmkitError(f"the reward model {cfg.model} and the policy use different tokenizers; the reward model "
+                                  f"must score the policy's token ids as it was trained (start both from the same base)")
+            self.name = cfg.model
+
+    def __call__(self, rollout, prompts, rows, texts) -> torch.Tensor:  # noqa: F821
+        import torch
+
+        from llmkit.rlhf.core import apply_missing_eos_penalty
+
+        if self.fn is not None:
+            score = torch.tensor(self.fn(prompts, texts, rows), dtype=torch.float32)
+        else:
+            from llmkit.rlhf.reward_model import score as rm_score
+            from llmkit.rlhf.rollout import scored_sequences
+
+            ids, mask = scored_sequences(rollout, self.pad_id)
+            dev = next(self.rm.parameters()).device
+            parts = [rm_score(self.rm, ids[i:i + self.cfg.batch_size].to(dev), mask[i:i + self.cfg.batch_size].to(dev)).cpu()
+                     for i in range(0, len(ids), self.cfg.batch_size)]
+            score = torch.cat(parts).float() - self.offset
+        if self.cfg.missing_eos_penalty is not None:
+            score = apply_missing_eos_penalty(score, rollout.has_eos, self.cfg.missing_eos_penalty)
+        return score
+
+
+# ----------------------------------------------------------------------------- one update
+
+
+def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, rng: random.Random):
+    """One rollout + `ppo_epochs` passes. Returns the update's statistics."""
+    import torch
+
+    from llmkit.rlhf import core
+    from llmkit.rlhf.rollout import forward_logprobs, forward_values, sample
+
+    p = cfg.ppo
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    with torch.no_grad():
+        r = sample(policy, [b["query"] for b in batch], pad_id=pad, eos_id=eos, max_new_tokens=p.max_new_tokens,
+                   temperature=p.temperature, top_p=p.top_p)
+        texts = tok.batch_decode(r.response * r.response_mask, skip_special_tokens=True)
+        score = scorer(r, [b["prompt"] for b in batch], [b["row"] for b in batch], texts)
+        old_logp = forward_logprobs(policy, r, p.temperature)
+        with reference() as ref:
+            ref_logp = forward_logprobs(ref, r, p.temperature)
+        old_values = forward_values(value_model, r)
+        mask = r.response_mask.to(old_logp.device).float()
+        rewards, kl = core.shape_rewards(score.to(old_logp.device), old_logp, ref_logp, mask, kl_ctl.value, kl_kind=p.kl_kind)
+        adv, returns = core.gae(rewards, old_values, mask, gamma=p.gamma, lam=p.lam)
+        if p.whiten_advantages:
+            adv = core.masked_whiten(adv, mask)
+
+    pol_opt, val_opt = optimizers
+    stats: dict[str, list] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "entropy", "vf_clipfrac", "ratio")}
+    n = len(r)
+    for _ in range(p.ppo_epochs):
+        order = list(range(n))
+        rng.shuffle(order)
+        for i in range(0, n, p.mini_batch_size):
+            idx = torch.tensor(order[i:i + p.mini_batch_size])
+            mb = r.select(idx)
+            m = mask[idx]
+            logp, ent = forward_logprobs(policy, mb, p.temperature, with_entropy=True)
+            pl, ps = core.policy_loss(logp, old_logp[idx], adv[idx], m, clip_range=p.clip_range)
+            values = forward_values(value_model, mb)
+            vl, vs = core.value_loss(values, old_values[idx], returns[idx], m, clip_range_value=p.clip_range_value)
+            pol_opt.zero_grad()
+            val_opt.zero_grad()
+            (pl + p.vf_coef * vl).backward()
+            if cfg.train.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([q for q in policy.parameters() if q.requires_grad], cfg.train.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_([q for q in value_model.parameters() if q.requires_grad], cfg.train.max_grad_norm)
+            pol_opt.step()
+            val_opt.step()
+            stats["policy_loss"].append(pl.item())
+            stats["value_loss"].append(vl.item())
+            stats["entropy"].append(float(ent.detach()))
+            for k, key in (("clipfrac", "clipfrac"), ("approx_kl", "approx_kl"), ("ratio", "ratio_mean")):
+                stats[k].append(float(ps[key]))
+            stats["vf_clipfrac"].append(float(vs["vf_clipfrac"]))
+    kl_per_seq = float((kl * mask).sum(1).mean())
+    kl_ctl.update(kl_per_seq, n)
+    out = {k: sum(v) / len(v) for k, v in stats.items()}
+    out["first_ratio"] = stats["ratio"][0]
+    out.update(reward_mean=float(score.mean()), reward_std=float(score.std()) if n > 1 else 0.0, kl=kl_per_seq,
+               kl_coef=kl_ctl.value, response_length=float(r.response_mask.sum(1).float().mean()),
+               eos_share=float(r.has_eos.float().mean()), optimizer_steps=len(stats["policy_loss"]))
+    samples = [{"prompt": _plain(b["prompt"]), "response": t, "score": float(s)} for b, t, s in zip(batch, texts, score)]
+    return out, samples
+
+
+def _plain(prompt) -> str:
+    if isinstance(prompt, list):
+        return next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
+    return str(prompt)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[dict, list[dict]]:
+    """Greedy answers to held-out prompts: mean reward, and exact match where rows carry answers."""
+    import torch
+
+    from llmkit.eval.heldout import generate
+    from llmkit.rlhf.rollout import Rollout, left_pad, response_mask
+
+    if not items:
+        return {}, []
+    answers = generate(policy, tok, [b["query"] for b in items], cfg.eval.max_new_tokens, cfg.eval.batch_size, "eval generate")
+    scores, hits = [], []
+    for i in range(0, len(items), cfg.eval.batch_size):
+        chunk, texts = items[i:i + cfg.eval.batch_size], answers[i:i + cfg.eval.batch_size]
+        ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+        q, qm = left_pad([b["query"] for b in chunk], tok.pad_token_id)
+        width = max(len(x) for x in ids)
+        resp = torch.full((len(ids), width), tok.pad_token_id)
+        for j, x in enumerate(ids):
+            resp[j, :len(x)] = torch.tensor(x)
+        rm, has_eos = response_mask(resp, tok.eos_token_id)
+        with torch.no_grad():
+            scores += scorer(Rollout(q, qm, resp, rm, has_eos), [b["prompt"] for b in chunk], [b["row"] for b in chunk], texts).tolist()
+    from llmkit.data.bundled.make_instructions import check
+
+    for b, a in zip(items, answers):
+        if "answer" in b["row"]:
+            hits.append(check(b["row"], a))
+    out = {"reward": sum(scores) / len(scores)}
+    if hits:
+        out["exact_match"] = sum(hits) / len(hits)
+    samples = [{"prompt": _plain(b["prompt"]), "answer": a, "score": s} for b, a, s in zip(items, answers, scores)]
+    return out, samples
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, kl_ctl, mb_rng) -> None:
+    import numpy as np
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable = {n: q.detach() for n, q in policy.named_parameters() if q.requires_grad}
+    torch.save({"policy": trainable, "value": value_model.state_dict(),
+                "policy_opt": optimizers[0].state_dict(), "value_opt": optimizers[1].state_dict(),
+                "kl": kl_ctl.state_dict(), "update": update,
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                        "minibatches": mb_rng.getstate()}},
+               tmp / "state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)  # atomic: a kill leaves the old checkpoint or the new one, never half of one
+
+
+def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl, mb_rng) -> int:
+    import numpy as np
+    import torch
+
+    state = torch.load(path / "state.pt", weights_only=False)
+    missing = set(state["policy"]) - {n for n, _ in policy.named_parameters()}
+    if missing:
+        raise LlmkitError(f"{path}: checkpoint does not match this policy ({len(missing)} unknown parameters); "
+                          f"delete it or use another output_dir")
+    policy.load_state_dict(state["policy"], strict=False)
+    value_model.load_state_dict(state["value"])
+    optimizers[0].load_state_dict(state["policy_opt"])
+    optimizers[1].load_state_dict(state["value_opt"])
+    kl_ctl.load_state_dict(state["kl"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    mb_rng.setstate(state["rng"]["minibatches"])
+    return state["update"]
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(cfg: PPOConfig, out: Path) -> dict:
+    import torch
+    from accelerate.utils import set_seed
+
+    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
+    from llmkit.methods import count_params
+    from llmkit.rlhf.kl_control import make_kl_controller
+    from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
+
+    cfg.validate()
+    train_items = _prompts(cfg.data.path, cfg.data.train_split, cfg.data.max_prompts)
+    test_items = _prompts(cfg.data.path, cfg.data.test_split, cfg.eval.num_prompts) if cfg.eval.num_prompts else []
+    prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    ckpt = out / "checkpoint"
+    resume = ckpt.is_dir() and cfg.train.resume
+
+    set_seed(cfg.train.seed)
+    policy, tok, reference = load_policy(cfg.model.name, cfg.method.name, cfg.method)
+    if cfg.model.chat_template:
+        tok.chat_template = cfg.model.chat_template
+    elif not tok.chat_template:
+        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        raise LlmkitError(f"{cfg.model.name}: PPO needs a pad token distinct from EOS (the response mask and the reward "
+                          f"position are found from them); give the tokenizer a pad token")
+    scorer = Scorer(cfg.reward, tok)
+    scorer.pad_id = tok.pad_token_id
+    value_model = value_from_reward_model(scorer.rm) if scorer.rm is not None else value_from_policy(policy)
+    for m in (policy, value_model):
+        m.eval()  # dropout off throughout (N+ detail); gradients still flow
+    for b in train_items + test_items:
+        b["query"] = _query_ids(b["prompt"], tok)
+    pol_params = [q for q in policy.parameters() if q.requires_grad]
+    optimizers = (torch.optim.AdamW(pol_params, lr=cfg.train.learning_rate, eps=1e-5),
+                  torch.optim.AdamW(value_model.parameters(), lr=cfg.train.value_learning_rate or cfg.train.learning_rate, eps=1e-5))
+    p = cfg.ppo
+    kl_ctl = make_kl_controller("adaptive" if p.adaptive_kl else "fixed", p.kl_coef, p.kl_target, p.kl_horizon)
+    trainable, total = count_params(policy)
+
+    start = 0
+    mb_rng = random.Random(f"{cfg.train.seed}:minibatches")
+    if resume:
+        start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl, mb_rng)
+        print(f"resuming PPO from update {start} ({ckpt})")
+    history = History(out / "history.jsonl", resume_step=start if resume else None)
+    before = {}
+    if not resume:
+        before, before_samples = evaluate(policy, tok, scorer, test_items, cfg)
+        write_json(out / "eval_before.json", {"metrics": before, "samples": before_samples})
+    else:
+        saved = json.loads((out / "eval_before.json").read_text()) if (out / "eval_before.json").exists() else {}
+        before = saved.get("metrics", {})
+
+    order_rng = random.Random(f"{cfg.train.seed}:prompts")
+    order = list(range(len(train_items)))
+    order_rng.shuffle(order)
+    samples_log = out / "samples.jsonl"
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.train.num_updates, initial=start, desc="ppo", unit="update")
+    with PeakMemory() as mem:
+        for u in range(start, cfg.train.num_updates):
+            pos = (u * p.rollout_batch_size) % len(order)
+            batch = [train_items[order[(pos + j) % len(order)]] for j in range(p.rollout_batch_size)]
+            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng)
+            history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+            if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
+                with open(samples_log, "a") as fh:
+                    for s in samples[:4]:
+                        fh.write(json.dumps({"update": u + 1, **s}) + "\n")
+            if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
+                _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl, mb_rng)
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    after, after_samples = evaluate(policy, tok, scorer, test_items, cfg)
+    from llmkit.tracking import read_history
+
+    hist = read_history(out / "history.jsonl")
+    first = hist[: max(1, len(hist) // 5)]
+    last = hist[-max(1, len(hist) // 5):]
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    metrics = {
+        "reward_mean_first": mean(first, "reward_mean"), "reward_mean_last": mean(last, "reward_mean"),
+        "kl_last": mean(last, "kl"), "kl_max": max(r["kl"] for r in hist), "kl_coef_last": hist[-1]["kl_coef"],
+        **{f"before_eval_{k}": v for k, v in before.items()}, **{f"eval_{k}": v for k, v in after.items()},
+        "updates": len(hist), "optimizer_steps_per_update": p.ppo_epochs * (p.rollout_batch_size // p.mini_batch_size),
+        "trainable_params": trainable, "total_params": total, "train_seconds": round(seconds, 2),
+        "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "method": cfg.method.name,
+        "policy_start": cfg.model.name, "reward": scorer.name, "world_size": 1,
+    }
+    if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
+        import copy
+
+        final = copy.deepcopy(policy).merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
+        final.save_pretrained(out / "model")
+        tok.save_pretrained(out / "model")
+    from llmkit.recipes.ppo_report import write_report
+
+    write_report(out, cfg, metrics, hist, before_samples_of(out), after_samples)
+    write_json(out / "metrics.json", metrics)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return metrics
+
+
+def before_samples_of(out: Path) -> list[dict]:
+    path = out / "eval_before.json"
+    return json.loads(path.read_text()).get("samples", []) if path.exists() else []
+

@@ -1,0 +1,362 @@
+"""The reward recipe: a Bradley-Terry reward model on ranked or pairwise preferences, on TRL's RewardTrainer.
+
+    llmkit train recipes/rlhf/reward.yaml [key=value ...]
+
+Flow: validate preferences (llmkit/rlhf/reward_data.py) and the calibration demonstrations ->
+load the start model as a one-output sequence classifier with a fresh head (usually the SFT run's
+model/: model.name=runs/sft-lora/model) -> held-out pairwise accuracy before training (a fresh
+head: about 0.5) -> method.apply, and the head always trains -> RewardTrainer.train on the pairs,
+resumable from its checkpoints -> held-out accuracy after -> calibrate (offset = mean raw reward of
+SFT demonstrations) -> save model/ (full weights or a SEQ_CLS PEFT adapter, the tokenizer and
+reward_calibration.json) -> metrics.json, history.jsonl, report.md.
+
+Loss: -log sigmoid(r(x, y+) - r(x, y-) - m) + c * mean((r+ + r-)^2), TRL's RewardTrainer with the
+optional Llama 2 margin m (train.margin x the pair's strength) and Eisenstein et al.'s centring
+term c (train.center_rewards_coefficient, arXiv:2312.09244). A ranking of K responses is trained
+as its K-choose-2 pairs: stock RewardTrainer takes pairs, not ranked groups, so instead of
+InstructGPT's one-group-per-batch-element loss a sampler keeps each prompt's pairs next to each
+other (a batch of whole groups when batch_size is a multiple of the pairs per prompt). That costs
+2 x C(K, 2) forward passes per prompt instead of K, and weighs every prompt equally when all
+prompts have the same K. The held-out figures come from llmkit's exact evaluator
+(reward_model.evaluate_comparisons), one score per response, not from the trainer's batch means.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmkit.config import (
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OutputConfig,
+    TrainConfig,
+    opt,
+    to_dict,
+)
+from llmkit.errors import ConfigError, DataError
+from llmkit.methods import (
+    count_params,
+    get_method,
+    gradient_checkpointing_allowed,
+    load_kwargs,
+    save_trained,
+)
+from llmkit.rlhf.reward_data import RewardDataConfig, check_special_tokens, prepare, tokenize_pairs
+from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
+
+
+@dataclass
+class RewardModelConfig(ModelConfig):
+    name: str = opt("pico-llama", "Start model: the SFT run's model/ (full or LoRA), a causal LM (short name, directory, hub id) or a reward model to continue.")
+    max_length: int = opt(256, "Pairs whose longer sequence (prompt + response + EOS) has more tokens are dropped and counted.")
+    chat_template: str | None = opt(None, "Jinja chat template (text, or a path to a .jinja file); default: the tokenizer's, else llmkit's plain one.")
+    pad_token: str | None = opt(None, "Pad token, when the tokenizer's equals EOS (the reward is read at the EOS); must be in the vocabulary.")
+
+
+@dataclass
+class RewardTrainConfig(TrainConfig):
+    learning_rate: float = opt(1e-3, "Peak learning rate (AdamW).")
+    epochs: float = opt(1.0, "Passes over the pairs (one is usual: reward models overfit fast, InstructGPT section 3.5).")
+    batch_size: int = opt(24, "Global batch size in pairs; a multiple of a prompt's pair count (6 for 4 ranked responses) keeps a prompt's pairs in one batch.")
+    warmup_ratio: float = opt(0.03, "Fraction of steps with linear warm-up.")
+    save_steps: int = opt(100, "Checkpoint every N optimizer steps for resuming (0: at each epoch end; runs are often one epoch).")
+    margin: float = opt(0.0, "Llama 2 margin loss: m = margin x the pair's strength (its `margin` column, or the rank gap); 0: plain Bradley-Terry.")
+    center_rewards_coefficient: float | None = opt(0.01, "Weight c of c * mean((r+ + r-)^2), which keeps rewards near 0 (TRL; Eisenstein et al. 2023); null: off.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.margin < 0:
+            raise ConfigError(f"train.margin must be >= 0, got {self.margin}")
+        if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
+            raise ConfigError(f"train.center_rewards_coefficient must be >= 0 or null, got {self.center_rewards_coefficient}")
+
+
+@dataclass
+class RewardEvalConfig(EvalConfig):
+    batch_size: int = opt(64, "Sequences per forward pass when scoring held-out responses and demonstrations.")
+    before: bool = opt(True, "Also measure the start model with its fresh head (the 'before' of before/after).")
+    num_examples: int = opt(6, "Held-out prompts shown in report.md with their responses' calibrated rewards.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_examples < 0:
+            raise ConfigError(f"eval.num_examples must be >= 0, got {self.num_examples}")
+
+
+@dataclass
+class CalibrationConfig:
+    data: str = opt("instructions", "SFT demonstrations (train split) whose mean raw reward becomes the offset, so they score ~0.")
+    num_samples: int = opt(256, "Demonstrations to score.")
+
+    def validate(self) -> None:
+        if self.num_samples < 1:
+            raise ConfigError(f"calibration.num_samples must be >= 1, got {self.num_samples}")
+
+
+@dataclass
+class RewardConfig:
+    kind: str = opt("reward", "Recipe kind.")
+    model: RewardModelConfig = opt(factory=RewardModelConfig)
+    data: RewardDataConfig = opt(factory=RewardDataConfig)
+    method: MethodConfig = opt(factory=MethodConfig)
+    train: RewardTrainConfig = opt(factory=RewardTrainConfig)
+    eval: RewardEvalConfig = opt(factory=RewardEvalConfig)
+    calibration: CalibrationConfig = opt(factory=CalibrationConfig)
+    output: OutputConfig = opt(factory=OutputConfig)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def demonstrations(cfg: CalibrationConfig) -> tuple[list, list[str]]:
+    """(prompts, replies) of the first `num_samples` SFT records: the prompt is everything before the
+    last assistant turn, the reply that turn."""
+    from llmkit.data.sft import SFTDataConfig
+    from llmkit.data.sft import prepare as prepare_sft
+
+    data = prepare_sft(SFTDataConfig(path=cfg.data, max_train_samples=cfg.num_samples))
+    prompts, replies = [], []
+    for r in data.train:
+        if "messages" in r:
+            last = max(i for i, m in enumerate(r["messages"]) if m["role"] == "assistant")
+            prompts.append(r["messages"][:last])
+            replies.append(r["messages"][last]["content"])
+        elif "prompt" in r:
+            prompts.append(r["prompt"])
+            replies.append(r["completion"] if isinstance(r["completion"], str) else r["completion"][-1]["content"])
+        else:
+            raise DataError(f"calibration.data={cfg.data}: plain-text records have no prompt and reply; use "
+                            f"messages or prompt/completion demonstrations")
+    return prompts, replies
+
+
+def load_reward_tokenizer(cfg: RewardModelConfig):
+    """The start model's tokenizer (an SFT adapter directory carries its own), with a pad token
+    distinct from EOS and a chat template."""
+    from llmkit.models.loading import load_tokenizer
+    from llmkit.recipes.sft import _chat_template
+    from llmkit.rlhf.reward_model import resolve_start
+
+    source, adapter = resolve_start(cfg)
+    tokenizer = load_tokenizer(cfg, str(adapter) if adapter and (adapter / "tokenizer_config.json").is_file() else source)
+    if cfg.pad_token:
+        if cfg.pad_token not in tokenizer.get_vocab():
+            raise ConfigError(f"model.pad_token={cfg.pad_token!r} is not in the tokenizer's vocabulary")
+        tokenizer.pad_token = cfg.pad_token
+    check_special_tokens(tokenizer)
+    _chat_template(cfg, tokenizer)
+    return tokenizer
+
+
+class GroupedSampler:
+    """Row order for one epoch: prompts (groups) shuffled, a prompt's rows kept next to each other
+    and shuffled among themselves. Seeded by (seed, epoch), so a resumed run replays its epoch."""
+
+    def __init__(self, groups: list[int], seed: int):
+        self.by_group: dict[int, list[int]] = {}
+        for row, g in enumerate(groups):
+            self.by_group.setdefault(g, []).append(row)
+        self.seed, self.epoch, self.n = seed, 0, len(groups)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        keys = list(self.by_group)
+        for k in torch.randperm(len(keys), generator=gen).tolist():
+            rows = self.by_group[keys[k]]
+            yield from (rows[i] for i in torch.randperm(len(rows), generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def trainer_class(groups: list[int]):
+    """TRL's RewardTrainer with the grouped sampler in place of its random one."""
+    from trl import RewardTrainer
+
+    class GroupedRewardTrainer(RewardTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return GroupedSampler(groups, self.args.seed)
+
+    return GroupedRewardTrainer
+
+
+def history_callback(history: History, clock: list):
+    """Trainer logs -> history.jsonl; `clock` gets (time, tokens seen) at each optimizer step's end."""
+    from transformers import TrainerCallback
+
+    class HistoryCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.is_world_process_zero:
+                history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
+                            lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                            accuracy=logs.get("accuracy"), margin=logs.get("margin"))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            clock.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
+
+    return HistoryCallback()
+
+
+def examples(records, scores, offset: float, n: int) -> list[dict]:
+    """Held-out prompts with their responses (best first) and calibrated rewards, for the report."""
+    out = []
+    for c, s in zip(records, scores):
+        if s is None:
+            continue
+        if len(out) == n:
+            break
+        prompt = c.prompt if isinstance(c.prompt, str) else c.prompt[-1]["content"]
+        out.append({"prompt": prompt, "task": c.task, "responses": c.responses, "rewards": [r - offset for r in s],
+                    "ranked": all(better < worse for better, worse, _ in c.pairs)})
+    return out
+
+
+def mean_by_rank(scores: list[list[float] | None], offset: float) -> list[float]:
+    """Mean calibrated reward of the k-th response (best first) over held-out records."""
+    sums: dict[int, list[float]] = {}
+    for s in scores:
+        for k, r in enumerate(s or []):
+            sums.setdefault(k, []).append(r - offset)
+    return [sum(v) / len(v) for _, v in sorted(sums.items())]
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(cfg: RewardConfig, out: Path) -> dict:
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import RewardConfig as TRLConfig
+
+    from llmkit.recipes.sft import steady_tokens_per_second
+    from llmkit.rlhf.reward_model import (
+        calibrate,
+        evaluate_comparisons,
+        load_sequence_classifier,
+        resolve_start,
+        save_calibration,
+        train_head,
+    )
+
+    state = PartialState()
+    set_seed(cfg.train.seed)  # before the fresh head and the method's parameters are initialised
+    method = get_method(cfg.method.name)
+    if hasattr(method, "save"):
+        raise ConfigError(f"method {cfg.method.name} saves only its own modules, not the reward head; "
+                          f"use method=full or method=lora")
+    data = prepare(cfg.data, seed=cfg.train.seed)  # data errors stop here, before any model loads
+    demo_prompts, demo_replies = demonstrations(cfg.calibration)
+    tokenizer = load_reward_tokenizer(cfg.model)
+    train_pairs = tokenize_pairs(data.train, tokenizer, cfg.model.max_length, cfg.train.margin)
+    if not train_pairs.rows:
+        raise DataError(f"{data.train_source}: no training pair fits in model.max_length={cfg.model.max_length} "
+                        f"({train_pairs.dropped} dropped)")
+    if state.is_main_process:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    state.wait_for_everyone()
+    ckpt_dir = out / "checkpoints"
+    resume = get_last_checkpoint(str(ckpt_dir)) if cfg.train.resume and ckpt_dir.is_dir() else None
+    resume_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
+    history = History(out / "history.jsonl", resume_step=resume_step)
+
+    extra = load_kwargs(cfg.method.name, cfg.method, resolve_start(cfg.model)[0])
+    model = load_sequence_classifier(cfg.model, **extra)
+    model.config.pad_token_id = tokenizer.pad_token_id  # HF pooling and TRL's collator pad with it
+    if "device_map" not in extra:
+        model.to(state.device)
+    ev = cfg.eval
+    before = (evaluate_comparisons(model, tokenizer, data.test, cfg.model.max_length, ev.batch_size)[0]
+              if ev.before and state.is_main_process else {})
+    model = method.apply(model, cfg.method)
+    train_head(model)
+    trainable, total = count_params(model)
+    state.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%); "
+                f"{len(data.train)} prompts -> {len(train_pairs.rows)} pairs ({train_pairs.dropped} over "
+                f"max_length dropped); {len(data.test)} held-out prompts ({data.format})")
+
+    t = cfg.train
+    micro, accum = t.batch_plan(state.num_processes)
+    args = TRLConfig(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
+        learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.lr_scheduler, t.lr_scheduler),
+        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or 1e9,
+        seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
+        save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
+        report_to="none", max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
+        disable_dropout=True,  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
+        activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
+        gradient_checkpointing=False, bf16=t.mixed_precision == "bf16", fp16=t.mixed_precision == "fp16",
+        use_cpu=not torch.cuda.is_available(), include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
+    )
+    clock: list = []
+    trainer = trainer_class(train_pairs.groups)(
+        model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_pairs.rows),
+        callbacks=[history_callback(history, clock)])
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume)
+        train_seconds = time.perf_counter() - start
+    model = trainer.model
+    steps = trainer.state.global_step
+    pairs_seen = steps * t.batch_size
+    if t.max_steps == -1:
+        pairs_seen = min(pairs_seen, math.ceil(t.epochs * len(train_pairs.rows)))
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+
+    metrics: dict = {}
+    if state.is_main_process:
+        after, scores = evaluate_comparisons(model, tokenizer, data.test, cfg.model.max_length, ev.batch_size)
+        calib = calibrate(model, tokenizer, demo_prompts, demo_replies, ev.batch_size)
+        offset = calib["offset"]
+        metrics = {
+            **{k: after[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss")},
+            **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss") if k in before},
+            "train_loss": result.training_loss, "calibration_offset": offset, "calibration_scale": calib["scale"],
+            "calibration_samples": calib["num_demonstrations"], "mean_reward_by_rank": mean_by_rank(scores, offset),
+            "accuracy_by_rank_pair": after.get("accuracy_by_rank_pair"), "accuracy_by_task": after.get("accuracy_by_task"),
+            "ties": after["ties"],
+            "trainable_params": trainable, "total_params": total,
+            "train_seconds": round(train_seconds, 2),
+            "pairs_per_second": round(pairs_seen / train_seconds, 1) if train_seconds else None,
+            "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
+            "steady_tokens_per_second": steady_tokens_per_second(clock), "train_tokens": tokens_seen,
+            "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": steps,
+            "num_train_prompts": len(data.train), "num_train_pairs": len(train_pairs.rows),
+            "dropped_train_pairs": train_pairs.dropped, "num_test_prompts": len(data.test),
+            "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
+            "test_prompts_in_train": data.test_prompts_in_train, "format": data.format,
+            "method": cfg.method.name, "model": cfg.model.name, "world_size": state.num_processes,
+        }
+        if cfg.output.save_model:
+            save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
+            tokenizer.save_pretrained(out / "model")
+            base = cfg.model.name
+            save_calibration(out / "model", {
+                **calib, "demonstrations": cfg.calibration.data,
+                "base_model": str(Path(base).resolve()) if Path(base).is_dir() else base,
+                "method": cfg.method.name, "pairwise_accuracy": after["pairwise_accuracy"],
+                "sequence": "prompt ids (chat template with generation prompt) + response ids + EOS; reward at the EOS",
+            })
+        from llmkit.recipes.reward_report import write_report
+
+        write_report(out, cfg, metrics, examples(data.test, scores, offset, ev.num_examples))
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    state.wait_for_everyone()
+    return metrics
