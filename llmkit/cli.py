@@ -133,33 +133,30 @@ def cmd_tiny(args) -> int:
     return 0
 
 
+def _config_command(sub, name: str, arg: str, arg_help: str, func, **parser_kwargs) -> None:
+    """A verb that takes one YAML file plus key=value overrides, and --print-config."""
+    p = sub.add_parser(name, **parser_kwargs)
+    p.add_argument(arg, help=arg_help)
+    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmkit", description="Adapt pretrained language models from one CLI.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="run a training recipe", epilog=_train_epilog(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Run a training recipe: llmkit train RECIPE.yaml [key=value ...]")
-    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a model or a predictions file with an evaluation suite",
-                       description="Evaluate: llmkit eval SUITE.yaml [key=value ...] (suites in eval/). Generates from "
-                                   "model.name, or scores predictions.path; writes metrics.json, report.md, predictions.jsonl.")
-    p.add_argument("suite", help="suite YAML file (see eval/)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
-    p.add_argument("--print-config", action="store_true", help="print the resolved suite with each field's help, then exit")
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("generate", help="Self-Instruct: generate an instruction dataset from seed tasks",
-                       description="Self-Instruct: llmkit generate RECIPE.yaml [key=value ...] (see recipes/data/). "
-                                   "Started again with the same command, a run continues where it stopped.")
-    p.add_argument("recipe", help="generation recipe YAML (kind: self_instruct)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
-    p.set_defaults(func=cmd_generate)
+    _config_command(sub, "train", "recipe", "recipe YAML file (see recipes/)", cmd_train, help="run a training recipe",
+                    epilog=_train_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="Run a training recipe: llmkit train RECIPE.yaml [key=value ...]")
+    _config_command(sub, "eval", "suite", "suite YAML file (see eval/)", cmd_eval,
+                    help="evaluate a model or a predictions file with an evaluation suite",
+                    description="Evaluate: llmkit eval SUITE.yaml [key=value ...] (suites in eval/). Generates from "
+                                "model.name, or scores predictions.path; writes metrics.json, report.md, predictions.jsonl.")
+    _config_command(sub, "generate", "recipe", "generation recipe YAML (kind: self_instruct)", cmd_generate,
+                    help="Self-Instruct: generate an instruction dataset from seed tasks",
+                    description="Self-Instruct: llmkit generate RECIPE.yaml [key=value ...] (see recipes/data/). "
+                                "Started again with the same command, a run continues where it stopped.")
 
     p = sub.add_parser("compare", help="compare finished runs: Markdown table and PNG plot")
     p.add_argument("runs", nargs="+", help="output directories of finished runs")
