@@ -15,6 +15,14 @@ def fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def cell(text, n: int = 120) -> str:
+    """Text for one Markdown table cell: whitespace collapsed, pipes escaped, cut at n characters."""
+    if text is None:
+        return ""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def md_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]

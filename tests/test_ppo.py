@@ -86,13 +86,14 @@ def test_reference_never_changes_and_lora_trains_only_the_adapter(method, tmp_pa
 
 def test_padding_side_does_not_change_log_probs():
     from llmkit.models.trained import load_causal
-    from llmkit.rlhf.rollout import Rollout, forward_logprobs, left_pad, response_mask
+    from llmkit.rlhf.reward_model import pad_batch
+    from llmkit.rlhf.rollout import Rollout, forward_logprobs, response_mask
 
     model, tok = load_causal("tiny-llama")
     queries = [[5, 6, 7, 8, 9], [10, 11]]
     resp = torch.tensor([[20, 21, 3, 0], [22, 23, 24, 25]])
     mask, eos = response_mask(resp, 3)
-    q, qm = left_pad(queries, tok.pad_token_id)
+    q, qm = pad_batch(queries, tok.pad_token_id, side="left")
     a = forward_logprobs(model, Rollout(q, qm, resp, mask, eos), 0.7)
     # The same queries with three more columns of left padding.
     q2 = torch.cat([torch.zeros(2, 3, dtype=torch.long), q], 1)

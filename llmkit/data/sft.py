@@ -170,6 +170,13 @@ def tokenize(record: dict, tokenizer, max_length: int, loss_on: str = "completio
     return {"input_ids": ids, "labels": [t if keep else -100 for t, keep in zip(ids, train_mask)]}
 
 
+def prompt_text(prompt) -> str:
+    """The last user turn of a chat prompt, or the prompt string ('' when there is none)."""
+    if isinstance(prompt, list):
+        return next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
+    return prompt or ""
+
+
 def generation_prompt(record: dict, tokenizer) -> tuple[list[int], str] | None:
     """(prompt token ids, reference answer) for generation-based evaluation; None for plain text."""
     messages = _as_messages(record)

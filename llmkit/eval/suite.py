@@ -383,7 +383,8 @@ def _load_model(cfg: SuiteConfig):
 
 
 def run(cfg: SuiteConfig) -> dict:
-    from llmkit.eval.suite_report import prompt_text, write_report
+    from llmkit.data.sft import prompt_text
+    from llmkit.eval.suite_report import write_report
     from llmkit.tracking import prepare_output_dir, write_json
 
     out = Path(cfg.output.dir)

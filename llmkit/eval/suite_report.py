@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from llmkit.report import md_table, plot_histograms
+from llmkit.data.sft import prompt_text
+from llmkit.report import cell, md_table, plot_histograms
 
 LABELS = {
     "bleu": ("BLEU", "sacrebleu corpus BLEU, 0-100"),
@@ -24,18 +25,6 @@ LABELS = {
     "bits_per_token": ("Bits per token", "mean token NLL / ln 2"),
 }
 RANK_BY = ("bertscore_f1", "rougeL", "bleu", "exact_match")
-
-
-def _cut(text, n: int = 90) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= n else text[:n - 1] + "…"
-
-
-def prompt_text(prompt) -> str:
-    """The last user turn of a chat prompt, or the prompt string ('' when the file had none)."""
-    if isinstance(prompt, list):
-        return next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
-    return prompt or ""
 
 
 def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: dict[str, list]) -> Path:
@@ -86,7 +75,7 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
         n = min(cfg.output.examples, len(examples) // 2 or 1)
         cols = [k for k in ("bleu", "rougeL", "bertscore_f1", "exact_match") if k in per_row]
         for title, idx in ((f"Best rows by {LABELS[key][0]}", order[::-1][:n]), (f"Worst rows by {LABELS[key][0]}", order[:n])):
-            table = [[_cut(prompt_text(examples[i]["prompt"])), _cut(" / ".join(examples[i]["references"])), _cut(examples[i]["prediction"])]
+            table = [[cell(prompt_text(examples[i]["prompt"]), 90), cell(" / ".join(examples[i]["references"]), 90), cell(examples[i]["prediction"], 90)]
                      + [per_row[c][i] for c in cols] for i in idx]
             lines += [f"## {title}", "", md_table(["prompt", "reference", "prediction", *cols], table), ""]
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
+from llmkit.data.sft import prompt_text
 from llmkit.errors import ConfigError, DataError, LlmkitError
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
@@ -171,7 +172,7 @@ class Scorer:
     """Scores decoded rollouts: a reward model (calibrated) or a Python function."""
 
     def __init__(self, cfg: RewardConfig, policy_tok):
-        self.cfg, self.fn, self.rm = cfg, None, None
+        self.cfg, self.fn, self.rm, self.pad_id = cfg, None, None, policy_tok.pad_token_id
         if cfg.function:
             from llmkit.rlhf.models import load_reward_function
 
@@ -274,14 +275,8 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
     out.update(reward_mean=float(score.mean()), reward_std=float(score.std()) if n > 1 else 0.0, kl=kl_per_seq,
                kl_coef=kl_ctl.value, response_length=float(r.response_mask.sum(1).float().mean()),
                eos_share=float(r.has_eos.float().mean()), optimizer_steps=len(stats["policy_loss"]))
-    samples = [{"prompt": _plain(b["prompt"]), "response": t, "score": float(s)} for b, t, s in zip(batch, texts, score)]
+    samples = [{"prompt": prompt_text(b["prompt"]), "response": t, "score": float(s)} for b, t, s in zip(batch, texts, score)]
     return out, samples
-
-
-def _plain(prompt) -> str:
-    if isinstance(prompt, list):
-        return next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
-    return str(prompt)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -292,7 +287,8 @@ def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[di
     import torch
 
     from llmkit.eval.heldout import generate
-    from llmkit.rlhf.rollout import Rollout, left_pad, response_mask
+    from llmkit.rlhf.reward_model import pad_batch
+    from llmkit.rlhf.rollout import Rollout, response_mask
 
     if not items:
         return {}, []
@@ -300,12 +296,8 @@ def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[di
     scores, hits = [], []
     for i in range(0, len(items), cfg.eval.batch_size):
         chunk, texts = items[i:i + cfg.eval.batch_size], answers[i:i + cfg.eval.batch_size]
-        ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
-        q, qm = left_pad([b["query"] for b in chunk], tok.pad_token_id)
-        width = max(len(x) for x in ids)
-        resp = torch.full((len(ids), width), tok.pad_token_id)
-        for j, x in enumerate(ids):
-            resp[j, :len(x)] = torch.tensor(x)
+        q, qm = pad_batch([b["query"] for b in chunk], tok.pad_token_id, side="left")
+        resp, _ = pad_batch([tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts], tok.pad_token_id)
         rm, has_eos = response_mask(resp, tok.eos_token_id)
         with torch.no_grad():
             scores += scorer(Rollout(q, qm, resp, rm, has_eos), [b["prompt"] for b in chunk], [b["row"] for b in chunk], texts).tolist()
@@ -317,7 +309,7 @@ def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[di
     out = {"reward": sum(scores) / len(scores)}
     if hits:
         out["exact_match"] = sum(hits) / len(hits)
-    samples = [{"prompt": _plain(b["prompt"]), "answer": a, "score": s} for b, a, s in zip(items, answers, scores)]
+    samples = [{"prompt": prompt_text(b["prompt"]), "answer": a, "score": s} for b, a, s in zip(items, answers, scores)]
     return out, samples
 
 
@@ -392,7 +384,6 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         raise LlmkitError(f"{cfg.model.name}: PPO needs a pad token distinct from EOS (the response mask and the reward "
                           f"position are found from them); give the tokenizer a pad token")
     scorer = Scorer(cfg.reward, tok)
-    scorer.pad_id = tok.pad_token_id
     value_model = value_from_reward_model(scorer.rm) if scorer.rm is not None else value_from_policy(policy)
     for m in (policy, value_model):
         m.eval()  # dropout off throughout (N+ detail); gradients still flow
@@ -411,13 +402,12 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl, mb_rng)
         print(f"resuming PPO from update {start} ({ckpt})")
     history = History(out / "history.jsonl", resume_step=start if resume else None)
-    before = {}
     if not resume:
         before, before_samples = evaluate(policy, tok, scorer, test_items, cfg)
         write_json(out / "eval_before.json", {"metrics": before, "samples": before_samples})
     else:
         saved = json.loads((out / "eval_before.json").read_text()) if (out / "eval_before.json").exists() else {}
-        before = saved.get("metrics", {})
+        before, before_samples = saved.get("metrics", {}), saved.get("samples", [])
 
     order_rng = random.Random(f"{cfg.train.seed}:prompts")
     order = list(range(len(train_items)))
@@ -468,13 +458,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         tok.save_pretrained(out / "model")
     from llmkit.recipes.ppo_report import write_report
 
-    write_report(out, cfg, metrics, hist, before_samples_of(out), after_samples)
+    write_report(out, cfg, metrics, hist, before_samples, after_samples)
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
     return metrics
-
-
-def before_samples_of(out: Path) -> list[dict]:
-    path = out / "eval_before.json"
-    return json.loads(path.read_text()).get("samples", []) if path.exists() else []
-

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.recipes.sft_report import _cell
-from llmkit.report import md_table, plot_curves
+from llmkit.report import cell, md_table, plot_curves
 
 
 def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: list[dict], after: list[dict]) -> Path:
@@ -40,8 +39,8 @@ def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: lis
         pairs = list(zip(before or [None] * len(after), after))[:8]
         lines += ["## Held-out answers (greedy)", "",
                   md_table(["prompt", "before PPO", "score", "after PPO", "score"],
-                           [[_cell(a["prompt"]), _cell(b["answer"]) if b else "", b["score"] if b else None,
-                             _cell(a["answer"]), a["score"]] for b, a in pairs]), ""]
+                           [[cell(a["prompt"]), cell(b["answer"]) if b else "", b["score"] if b else None,
+                             cell(a["answer"]), a["score"]] for b, a in pairs]), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.recipes.sft_report import _cell
-from llmkit.report import fmt, md_table, plot_curves
+from llmkit.report import cell, fmt, md_table, plot_curves
 from llmkit.tracking import read_history
 
 
@@ -53,7 +52,7 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict]) -> Path:
         table = []
         for ex in examples:
             for k, (resp, reward) in enumerate(zip(ex["responses"], ex["rewards"])):
-                table.append([_cell(ex["prompt"]) if k == 0 else "", k + 1, f"`{_cell(resp)}`" if resp else "(empty)", reward])
+                table.append([cell(ex["prompt"]) if k == 0 else "", k + 1, f"`{cell(resp)}`" if resp else "(empty)", reward])
         lines += [md_table(["prompt", "rank", "response", "reward"], table), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import md_table, plot_curves
+from llmkit.report import cell, md_table, plot_curves
 from llmkit.tracking import read_history
 
 
@@ -33,14 +33,7 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
     if samples:
         lines += ["## Sample generations (held out)", "",
                   md_table(["prompt", "reference", "base", "finetuned"],
-                           [[_cell(s["prompt"]), _cell(s["reference"]), _cell(s["base"]), _cell(s["finetuned"])] for s in samples]), ""]
+                           [[cell(s["prompt"]), cell(s["reference"]), cell(s["base"]), cell(s["finetuned"])] for s in samples]), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
-
-
-def _cell(text) -> str:
-    if text is None:
-        return ""
-    text = str(text).replace("|", "\\|").replace("\n", " ⏎ ")
-    return text if len(text) < 120 else text[:117] + "..."

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from llmkit.rlhf.core import entropy_from_logits, logprobs_from_logits
+from llmkit.rlhf.core import entropy_from_logits, logprobs_from_logits, response_mask_from_ids
+from llmkit.rlhf.reward_model import pad_batch
 
 
 @dataclass
@@ -37,23 +38,10 @@ class Rollout:
         return Rollout(self.query[idx], self.query_mask[idx], self.response[idx], self.response_mask[idx], self.has_eos[idx])
 
 
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
-
-
 def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask, has_eos): 1 on tokens up to and including the first EOS; all 1 without EOS."""
-    is_eos = response == eos_id
-    has_eos = is_eos.any(dim=1)
-    first = torch.where(has_eos, is_eos.float().argmax(dim=1), torch.full_like(has_eos, response.shape[1] - 1, dtype=torch.long))
-    pos = torch.arange(response.shape[1], device=response.device).unsqueeze(0)
-    return (pos <= first.unsqueeze(1)).long(), has_eos
+    """(mask as 0/1 long, has_eos): `core.response_mask_from_ids` for one stop token."""
+    mask, has_eos = response_mask_from_ids(response, eos_id)
+    return mask.long(), has_eos
 
 
 @torch.no_grad()
@@ -61,7 +49,7 @@ def sample(policy, queries: list[list[int]], *, pad_id: int, eos_id: int, max_ne
            temperature: float, top_p: float = 1.0) -> Rollout:
     """Sample one response per query (pure temperature sampling: no top-k, top-p as given)."""
     dev = next(policy.parameters()).device
-    query, qmask = left_pad(queries, pad_id)
+    query, qmask = pad_batch(queries, pad_id, side="left")
     out = policy.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), do_sample=True, temperature=temperature,
                           top_k=0, top_p=top_p, max_new_tokens=max_new_tokens, min_new_tokens=1,
                           pad_token_id=pad_id, eos_token_id=eos_id)
@@ -106,15 +94,6 @@ def forward_values(value_model, r: Rollout) -> torch.Tensor:
 def scored_sequences(r: Rollout, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Query (unpadded) + response up to and including EOS, right-padded: what the reward model
     scores, the same ids `reward_data.build_sequence` gives it in training."""
-    seqs = []
-    for i in range(len(r)):
-        q = r.query[i][r.query_mask[i].bool()].tolist()
-        a = r.response[i][r.response_mask[i].bool()].tolist()
-        seqs.append(q + a)
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-    return ids, mask
+    seqs = [r.query[i][r.query_mask[i].bool()].tolist() + r.response[i][r.response_mask[i].bool()].tolist()
+            for i in range(len(r))]
+    return pad_batch(seqs, pad_id, side="right")

@@ -6,12 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from llmkit.report import _plt, _save, md_table, plot_histograms
-
-
-def _cut(text: str, n: int = 100) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= n else text[:n - 1] + "…"
+from llmkit.report import _plt, _save, cell, md_table, plot_histograms
 
 
 def leading_verbs(instructions: list[str], top: int = 15) -> list[tuple[str, int]]:
@@ -68,8 +63,8 @@ def write_report(out: Path, cfg, stats: dict, kept: list[dict], rejected: list[d
                   + ", ".join(f"{w} ({n})" for w, n in verbs[:10]) + ".", "", *plots, ""]
 
     if tasks:
-        ex = [[_cut(t["instruction"], 80), "yes" if t["is_classification"] else "no",
-               _cut(t["instances"][0]["input"], 50), _cut(t["instances"][0]["output"], 50), len(t["instances"])]
+        ex = [[cell(t["instruction"], 80), "yes" if t["is_classification"] else "no",
+               cell(t["instances"][0]["input"], 50), cell(t["instances"][0]["output"], 50), len(t["instances"])]
               for t in tasks[:8]]
         lines += ["## Examples of generated tasks", "", md_table(["instruction", "classification", "input", "output", "instances"], ex), ""]
     by_reason: dict[str, dict] = {}
@@ -77,7 +72,7 @@ def write_report(out: Path, cfg, stats: dict, kept: list[dict], rejected: list[d
         by_reason.setdefault(r["reason"], r)
     if by_reason:
         lines += ["## One rejected candidate per filter", "",
-                  md_table(["filter", "candidate"], [[k, _cut(v["instruction"], 110)] for k, v in by_reason.items()]), ""]
+                  md_table(["filter", "candidate"], [[k, cell(v["instruction"], 110)] for k, v in by_reason.items()]), ""]
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in stats["seconds"].items())
     lines += ["## Files", "", "`instructions.jsonl` (kept, with the prompt's seed and machine ids, max ROUGE-L, model), "
               "`rejected.jsonl` (with the filter), `prompts.jsonl` (every prompt's reply), `classification.jsonl`, "
