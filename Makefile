@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,demo,bitsandbytes
+EXTRAS ?= dev,demo,bitsandbytes,deepspeed
 PYTEST_ARGS ?=
 
 .PHONY: test quickstart setup lint clean

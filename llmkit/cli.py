@@ -9,6 +9,8 @@
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
     llmkit sample MODEL --prompts F --output O   batch generation to JSONL (base, adapter or merged)
     llmkit tiny ARCH DIR                         build a tiny random-init model (bert, gpt2, llama)
+    llmkit estimate-memory RECIPE.yaml [options] [key=value ...]
+                                                 GPU memory per strategy (DDP, ZeRO-1/2/3, offload), before launching
 
 User errors (config, data, paths) print one line and exit with code 2, before any work.
 """
@@ -133,13 +135,31 @@ def cmd_tiny(args) -> int:
     return 0
 
 
-def _config_command(sub, name: str, arg: str, arg_help: str, func, **parser_kwargs) -> None:
+def cmd_estimate_memory(args) -> int:
+    import json
+
+    from llmkit.memory import estimate_recipe
+
+    if args.print_config:
+        from llmkit.recipes import load_config
+
+        _printed_config(args.recipe, load_config(args.recipe, args.overrides)[1], True)
+        return 0
+    est = estimate_recipe(args.recipe, args.overrides, num_gpus=args.num_gpus, zero_stage=args.zero_stage,
+                          offload=args.offload, gpu_memory_gib=args.gpu_memory,
+                          gradient_checkpointing=args.gradient_checkpointing, precision=args.precision)
+    print(json.dumps(est.to_json(), indent=2) if args.json else est.table())
+    return 0
+
+
+def _config_command(sub, name: str, arg: str, arg_help: str, func, **parser_kwargs) -> argparse.ArgumentParser:
     """A verb that takes one YAML file plus key=value overrides, and --print-config."""
     p = sub.add_parser(name, **parser_kwargs)
     p.add_argument(arg, help=arg_help)
     p.add_argument("overrides", nargs="*", help="key=value overrides with the YAML's dotted names")
     p.add_argument("--print-config", action="store_true", help="print the resolved config with each field's help, then exit")
     p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Self-Instruct: generate an instruction dataset from seed tasks",
                     description="Self-Instruct: llmkit generate RECIPE.yaml [key=value ...] (see recipes/data/). "
                                 "Started again with the same command, a run continues where it stopped.")
+
+    p = _config_command(sub, "estimate-memory", "recipe", "training recipe YAML (see recipes/)", cmd_estimate_memory,
+                        help="estimate GPU memory per strategy (DDP, ZeRO-1/2/3, offload) before launching a recipe",
+                        description="Estimate per-GPU memory of a training recipe without loading weights: "
+                                    "llmkit estimate-memory RECIPE.yaml [options] [key=value ...]. The models are "
+                                    "built on the meta device; formulas and sources in llmkit/memory.py.")
+    p.add_argument("--num-gpus", type=int, default=1, help="GPUs (processes) to shard over (default 1)")
+    p.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3], default=None,
+                   help="show one ZeRO stage (0 = DDP); default: all of them")
+    p.add_argument("--offload", action="store_true",
+                   help="offload optimizer states (stage 2/3) and, at stage 3, parameters to CPU")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+                   help="memory per GPU in GiB as nvidia-smi counts it (e.g. 80): report which strategies fit")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute activations in backward (default: the recipe's train.gradient_checkpointing)")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16",
+                   help="bf16/fp16 mixed precision (2+2+12 bytes per trainable parameter) or fp32 (4+4+8); default bf16")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
 
     p = sub.add_parser("compare", help="compare finished runs: Markdown table and PNG plot")
     p.add_argument("runs", nargs="+", help="output directories of finished runs")

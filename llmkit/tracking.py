@@ -30,6 +30,20 @@ def prepare_output_dir(out: str | Path, config: dict, *, overwrite: bool) -> Pat
     return out
 
 
+def last_checkpoint(ckpt_dir: str | Path) -> tuple[str, int] | tuple[None, None]:
+    """(path, global step) of the newest COMPLETE HF Trainer checkpoint under `ckpt_dir`, or
+    (None, None). The Trainer writes a checkpoint in place and its trainer_state.json last, so a
+    run killed while saving leaves a newer directory without it: skip that one and resume from
+    the one before (transformers' get_last_checkpoint would pick it and fail)."""
+    ckpt_dir = Path(ckpt_dir)
+    done = [(int(d.name.split("-")[-1]), d) for d in ckpt_dir.glob("checkpoint-*")
+            if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").is_file()] if ckpt_dir.is_dir() else []
+    if not done:
+        return None, None
+    _, path = max(done)
+    return str(path), json.loads((path / "trainer_state.json").read_text())["global_step"]
+
+
 def write_json(path: str | Path, obj) -> None:
     """Write atomically, so a kill never leaves half a file."""
     path = Path(path)

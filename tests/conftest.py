@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,26 @@ def shared_data(name: str) -> Path | None:
 REFERENCE_SEEDS = shared_data("self_instruct_seed_tasks.jsonl")
 needs_reference_seeds = pytest.mark.skipif(REFERENCE_SEEDS is None,
                                            reason="../shared/data/self_instruct_seed_tasks.jsonl not found (set LLMKIT_SHARED_DATA)")
+
+
+def kill_after_checkpoint(proc, checkpoints: Path, settle: float = 0.2, timeout: float = 300) -> None:
+    """Wait until `proc` has written an HF Trainer checkpoint under `checkpoints`, then SIGKILL it
+    and every process it started (torchrun's workers live in sessions of their own), as a lost
+    machine would. Fails the test when the run finished before it could be killed."""
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if any(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be killed"
+    time.sleep(settle)  # let the checkpoint finish writing
+    tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    psutil.wait_procs([psutil.Process(p) for p in tree[1:] if psutil.pid_exists(p)], timeout=30)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, kill_after_checkpoint
 
 from llmkit.config import ModelConfig
 from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
@@ -253,7 +253,7 @@ def test_tiny_llama_learns_a_clear_preference_and_reloads(tmp_path, run_cli, one
                   "train.learning_rate=3e-3", "train.epochs=2", "train.logging_steps=5", "calibration.num_samples=32",
                   "eval.num_examples=3", f"output_dir={out}")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    for name in ("config.yaml", "metrics.json", "history.jsonl", "report.md", "loss.png", "model/model.safetensors",
+    for name in ("config.yaml", "metrics.json", "history.jsonl", "report.md", "report.html", "loss.png", "model/model.safetensors",
                  "model/tokenizer.json", "model/reward_calibration.json"):
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()
@@ -287,10 +287,8 @@ def test_tiny_llama_learns_a_clear_preference_and_reloads(tmp_path, run_cli, one
 def test_reward_resume_after_kill(tmp_path, run_cli, one_thread):
     """A killed run continues from its last checkpoint (optimizer, schedule and the grouped
     sampler's position) and ends where the uninterrupted run does."""
-    import signal
     import subprocess
     import sys
-    import time
 
     data = clear_preferences(tmp_path / "prefs", n_train=120, n_test=20)
     args = ["model=tiny-llama", f"data={data}", "train.batch_size=12", "train.epochs=2", "train.save_steps=5",
@@ -301,15 +299,7 @@ def test_reward_resume_after_kill(tmp_path, run_cli, one_thread):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "llmkit", "train", str(recipe), *args, f"output_dir={out}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if any((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be killed"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(proc, out / "checkpoints", settle=0.3)
     done = json.loads(next((out / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())["global_step"]
     assert 0 < done < 60
     res = run_cli("train", recipe, *args, f"output_dir={out}")

@@ -2,13 +2,11 @@
 prefix tuning with gradient checkpointing, saved adapters that load, and resume after a kill."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, kill_after_checkpoint
 
 from llmkit.config import ModelConfig
 from llmkit.data.sft import (
@@ -141,15 +139,7 @@ def test_sft_resume_after_kill(tmp_path, run_cli):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "llmkit", "train", str(recipe), *args, f"output_dir={out}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if any((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be killed"
-    time.sleep(0.05)  # let the checkpoint finish writing (the run is fast: a longer wait can see it finish)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(proc, out / "checkpoints", settle=0.05)
     done = json.loads(next((out / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())["global_step"]
     assert 0 < done < 24
     res = run_cli("train", recipe, *args, f"output_dir={out}")
@@ -199,3 +189,18 @@ def test_token_metrics_logged_when_asked(tmp_path, run_cli):
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert all(0 <= r["mean_token_accuracy"] <= 1 and r["entropy"] > 0 for r in rows)
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path):
+    """A kill while the Trainer writes checkpoint-6 leaves it without trainer_state.json (written
+    last): resume must take checkpoint-3, not crash on the partial one."""
+    from llmkit.tracking import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none") == (None, None)
+    for step, complete in ((3, True), (6, False)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "adapter_model.safetensors").write_bytes(b"")
+        if complete:
+            (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert last_checkpoint(tmp_path) == (str(tmp_path / "checkpoint-3"), 3)

@@ -241,12 +241,15 @@ def _rng_neutral(loader):
 
 
 def run(cfg: ClassifyConfig, out: Path) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    from llmkit import distributed
+
+    accelerator = distributed.accelerator(mixed_precision=cfg.train.mixed_precision,
+                                          dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+                                          # backbones carry parts the classifier never uses (BERT's pooler)
+                                          kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.train.seed)
     data = prepare(cfg.data, seed=cfg.train.seed)  # validation errors stop here, before the model loads
     if accelerator.is_main_process:
@@ -296,12 +299,14 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         "num_test": len(y),
         "method": cfg.method.name,
         "model": cfg.model.name,
-        "world_size": accelerator.num_processes,
+        **distributed.describe(accelerator.num_processes),
     }
+    if cfg.output.save_model:
+        with distributed.whole_weights(model):  # ZeRO-3: every rank gathers, the main process writes
+            if accelerator.is_main_process:
+                save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
+                                max_length=cfg.model.max_length, method=cfg.method.name, method_config=to_dict(cfg.method))
     if accelerator.is_main_process:
-        if cfg.output.save_model:
-            save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
-                            max_length=cfg.model.max_length, method=cfg.method.name, method_config=to_dict(cfg.method))
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
         from llmkit.recipes.classify_report import write_report

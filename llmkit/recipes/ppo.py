@@ -15,6 +15,16 @@ TRL 1.x no longer ships PPO, so the loop is llmkit's own, on Accelerate, followi
               clipped value loss, gradient clipping, separate AdamW for policy and value model
     KL coef   fixed, or adaptive towards `kl_target` (Ziegler et al. 2019)
 
+Several processes (`accelerate launch --config_file accelerate_configs/cpu.yaml|multi_gpu.yaml`):
+each rank samples and scores rollout_batch_size / world of the update's prompts, the advantages
+are whitened with the mean and variance of every rank's tokens, and each minibatch step averages
+the gradients of all ranks (one all-reduce per model) before clipping, so the update follows the
+global batch; statistics are means over all ranks. The reward model and, for a LoRA policy, the
+one base model are the only other weights each rank holds (the reference is the adapter switched
+off). DeepSpeed and FSDP profiles are refused: PPO trains two models (policy, value) with their
+own optimizers and samples with `generate`, which under ZeRO-3 needs every weight gathered per
+token; llmkit does not do that yet.
+
 Dropout is off in every model throughout (eval mode while training, as the N+ details do).
 Checkpoints (policy and value weights, both optimizers, KL controller, random states, the update
 index) every `train.save_every` updates; a killed run started again continues from the last one.
@@ -216,8 +226,57 @@ class Scorer:
 # ----------------------------------------------------------------------------- one update
 
 
-def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, rng: random.Random):
-    """One rollout + `ppo_epochs` passes. Returns the update's statistics."""
+class Ranks:
+    """The few collective operations PPO needs, as no-ops in a single process."""
+
+    def __init__(self, world: int = 1, rank: int = 0):
+        self.world, self.rank = world, rank
+
+    def sum(self, x):
+        import torch.distributed as dist
+
+        if self.world > 1:
+            dist.all_reduce(x)
+        return x
+
+    def whiten(self, x, mask, eps: float = 1e-8):
+        """core.masked_whiten with the mean and unbiased variance of every rank's valid positions."""
+        import torch
+
+        from llmkit.rlhf import core
+
+        if self.world == 1:
+            return core.masked_whiten(x, mask, eps=eps)
+        m = mask.bool()
+        n_sum = self.sum(torch.stack([m.sum().to(x.dtype), core.masked_sum(x, m)]))
+        n, mean = n_sum[0], n_sum[1] / n_sum[0]
+        var = self.sum(core.masked_sum((x - mean) ** 2, m).reshape(1))[0] / (n - 1)
+        return torch.where(m, (x - mean) * torch.rsqrt(var + eps), torch.zeros((), dtype=x.dtype, device=x.device))
+
+    def average_gradients(self, params) -> None:
+        """Mean of every rank's gradients, in one all-reduce (what DDP does, bucket by bucket)."""
+        import torch
+
+        if self.world == 1:
+            return
+        params = [q for q in params if q.grad is not None]
+        flat = self.sum(torch.cat([q.grad.reshape(-1) for q in params])) / self.world
+        for q, g in zip(params, flat.split([q.numel() for q in params])):
+            q.grad.copy_(g.view_as(q.grad))
+
+    def mean(self, values: dict[str, float], device) -> dict[str, float]:
+        import torch
+
+        if self.world == 1:
+            return values
+        t = self.sum(torch.tensor(list(values.values()), dtype=torch.float64, device=device)) / self.world
+        return dict(zip(values, t.tolist()))
+
+
+def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, rng: random.Random,
+               ranks: Ranks = Ranks()):
+    """One rollout + `ppo_epochs` passes over this rank's share `batch` of the update's prompts.
+    Returns the update's statistics (means over all ranks) and this rank's samples."""
     import torch
 
     from llmkit.rlhf import core
@@ -238,16 +297,16 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
         rewards, kl = core.shape_rewards(score.to(old_logp.device), old_logp, ref_logp, mask, kl_ctl.value, kl_kind=p.kl_kind)
         adv, returns = core.gae(rewards, old_values, mask, gamma=p.gamma, lam=p.lam)
         if p.whiten_advantages:
-            adv = core.masked_whiten(adv, mask)
+            adv = ranks.whiten(adv, mask)
 
     pol_opt, val_opt = optimizers
     stats: dict[str, list] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "entropy", "vf_clipfrac", "ratio")}
-    n = len(r)
+    n, mini = len(r), p.mini_batch_size // ranks.world
     for _ in range(p.ppo_epochs):
         order = list(range(n))
         rng.shuffle(order)
-        for i in range(0, n, p.mini_batch_size):
-            idx = torch.tensor(order[i:i + p.mini_batch_size])
+        for i in range(0, n, mini):
+            idx = torch.tensor(order[i:i + mini])
             mb = r.select(idx)
             m = mask[idx]
             logp, ent = forward_logprobs(policy, mb, p.temperature, with_entropy=True)
@@ -257,6 +316,7 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
             pol_opt.zero_grad()
             val_opt.zero_grad()
             (pl + p.vf_coef * vl).backward()
+            ranks.average_gradients(q for m_ in (policy, value_model) for q in m_.parameters() if q.requires_grad)
             if cfg.train.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_([q for q in policy.parameters() if q.requires_grad], cfg.train.max_grad_norm)
                 torch.nn.utils.clip_grad_norm_([q for q in value_model.parameters() if q.requires_grad], cfg.train.max_grad_norm)
@@ -268,13 +328,16 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
             for k, key in (("clipfrac", "clipfrac"), ("approx_kl", "approx_kl"), ("ratio", "ratio_mean")):
                 stats[k].append(float(ps[key]))
             stats["vf_clipfrac"].append(float(vs["vf_clipfrac"]))
-    kl_per_seq = float((kl * mask).sum(1).mean())
-    kl_ctl.update(kl_per_seq, n)
     out = {k: sum(v) / len(v) for k, v in stats.items()}
     out["first_ratio"] = stats["ratio"][0]
-    out.update(reward_mean=float(score.mean()), reward_std=float(score.std()) if n > 1 else 0.0, kl=kl_per_seq,
-               kl_coef=kl_ctl.value, response_length=float(r.response_mask.sum(1).float().mean()),
-               eos_share=float(r.has_eos.float().mean()), optimizer_steps=len(stats["policy_loss"]))
+    s = score.double()
+    out.update(kl=float((kl * mask).sum(1).mean()), reward_mean=float(s.mean()), reward_sq=float((s ** 2).mean()),
+               response_length=float(r.response_mask.sum(1).float().mean()), eos_share=float(r.has_eos.float().mean()))
+    out = ranks.mean(out, mask.device)  # every rank holds the same number of rollouts: means of means
+    n_all = n * ranks.world
+    out["reward_std"] = max(0.0, (out.pop("reward_sq") - out["reward_mean"] ** 2) * n_all / (n_all - 1)) ** 0.5 if n_all > 1 else 0.0
+    kl_ctl.update(out["kl"], n_all)
+    out.update(kl_coef=kl_ctl.value, optimizer_steps=len(stats["policy_loss"]))
     samples = [{"prompt": prompt_text(b["prompt"]), "response": t, "score": float(s)} for b, t, s in zip(batch, texts, score)]
     return out, samples
 
@@ -362,19 +425,32 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     import torch
     from accelerate.utils import set_seed
 
+    from llmkit import distributed
     from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
     from llmkit.methods import count_params
     from llmkit.rlhf.kl_control import make_kl_controller
     from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
 
     cfg.validate()
+    if distributed.uses_deepspeed() or distributed.uses_fsdp():
+        raise ConfigError("ppo runs in one process or data parallel (accelerate_configs/cpu.yaml, multi_gpu.yaml), not "
+                          "under DeepSpeed or FSDP profiles: it trains a policy and a value model with their own "
+                          "optimizers and samples with generate(); a LoRA policy keeps one base model per GPU")
+    acc = distributed.accelerator()
+    ranks = Ranks(acc.num_processes, acc.process_index)
+    if cfg.ppo.mini_batch_size % ranks.world:
+        raise ConfigError(f"ppo.mini_batch_size ({cfg.ppo.mini_batch_size}) must be a multiple of the number of "
+                          f"processes ({ranks.world}): each rank takes an equal share of every minibatch")
+    main = acc.is_main_process
     train_items = _prompts(cfg.data.path, cfg.data.train_split, cfg.data.max_prompts)
     test_items = _prompts(cfg.data.path, cfg.data.test_split, cfg.eval.num_prompts) if cfg.eval.num_prompts else []
-    prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    if main:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    acc.wait_for_everyone()
     ckpt = out / "checkpoint"
     resume = ckpt.is_dir() and cfg.train.resume
 
-    set_seed(cfg.train.seed)
+    set_seed(cfg.train.seed)  # the same initial weights (LoRA's A) on every rank
     policy, tok, reference = load_policy(cfg.model.name, cfg.method.name, cfg.method)
     if cfg.model.chat_template:
         tok.chat_template = cfg.model.chat_template
@@ -385,6 +461,12 @@ def run(cfg: PPOConfig, out: Path) -> dict:
                           f"position are found from them); give the tokenizer a pad token")
     scorer = Scorer(cfg.reward, tok)
     value_model = value_from_reward_model(scorer.rm) if scorer.rm is not None else value_from_policy(policy)
+    policy.to(acc.device)
+    value_model.to(acc.device)
+    with reference() as ref:
+        ref.to(acc.device)
+    if scorer.rm is not None:
+        scorer.rm.to(acc.device)
     for m in (policy, value_model):
         m.eval()  # dropout off throughout (N+ detail); gradients still flow
     for b in train_items + test_items:
@@ -397,17 +479,19 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     trainable, total = count_params(policy)
 
     start = 0
-    mb_rng = random.Random(f"{cfg.train.seed}:minibatches")
+    mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{ranks.rank}")
     if resume:
         start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl, mb_rng)
-        print(f"resuming PPO from update {start} ({ckpt})")
-    history = History(out / "history.jsonl", resume_step=start if resume else None)
-    if not resume:
+        acc.print(f"resuming PPO from update {start} ({ckpt})")
+    history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
+    before, before_samples = {}, []
+    if main and not resume:
         before, before_samples = evaluate(policy, tok, scorer, test_items, cfg)
         write_json(out / "eval_before.json", {"metrics": before, "samples": before_samples})
-    else:
+    elif main:
         saved = json.loads((out / "eval_before.json").read_text()) if (out / "eval_before.json").exists() else {}
         before, before_samples = saved.get("metrics", {}), saved.get("samples", [])
+    acc.wait_for_everyone()
 
     order_rng = random.Random(f"{cfg.train.seed}:prompts")
     order = list(range(len(train_items)))
@@ -416,23 +500,34 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.train.num_updates, initial=start, desc="ppo", unit="update")
+    share = p.rollout_batch_size // ranks.world
+    bar = tqdm(total=cfg.train.num_updates, initial=start, desc="ppo", unit="update", disable=not main)
     with PeakMemory() as mem:
         for u in range(start, cfg.train.num_updates):
             pos = (u * p.rollout_batch_size) % len(order)
             batch = [train_items[order[(pos + j) % len(order)]] for j in range(p.rollout_batch_size)]
-            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng)
-            history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
+            batch = batch[ranks.rank * share:(ranks.rank + 1) * share]
+            # sampling and minibatch order seeded per update and rank: a resumed run draws the same
+            torch.manual_seed(cfg.train.seed * 1_000_003 + u * ranks.world + ranks.rank)
+            mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{u}:{ranks.rank}")
+            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng, ranks)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
-            if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
-                with open(samples_log, "a") as fh:
-                    for s in samples[:4]:
-                        fh.write(json.dumps({"update": u + 1, **s}) + "\n")
+            if main:
+                history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
+                if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
+                    with open(samples_log, "a") as fh:
+                        for s in samples[:4]:
+                            fh.write(json.dumps({"update": u + 1, **s}) + "\n")
             if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
-                _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl, mb_rng)
+                if main:  # every rank holds the same weights and optimizer states (gradients are averaged)
+                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl, mb_rng)
+                acc.wait_for_everyone()
     bar.close()
     seconds = time.perf_counter() - t0
+    acc.wait_for_everyone()
+    if not main:
+        return {}
 
     after, after_samples = evaluate(policy, tok, scorer, test_items, cfg)
     from llmkit.tracking import read_history
@@ -448,7 +543,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         "updates": len(hist), "optimizer_steps_per_update": p.ppo_epochs * (p.rollout_batch_size // p.mini_batch_size),
         "trainable_params": trainable, "total_params": total, "train_seconds": round(seconds, 2),
         "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "method": cfg.method.name,
-        "policy_start": cfg.model.name, "reward": scorer.name, "world_size": 1,
+        "policy_start": cfg.model.name, "reward": scorer.name, **distributed.describe(ranks.world),
     }
     if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
         import copy

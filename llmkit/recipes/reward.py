@@ -23,7 +23,6 @@ prompts have the same K. The held-out figures come from llmkit's exact evaluator
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -48,7 +47,7 @@ from llmkit.methods import (
     save_trained,
 )
 from llmkit.rlhf.reward_data import RewardDataConfig, check_special_tokens, prepare, tokenize_pairs
-from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
+from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
 
 
 @dataclass
@@ -235,13 +234,11 @@ def mean_by_rank(scores: list[list[float] | None], offset: float) -> list[float]
 
 
 def run(cfg: RewardConfig, out: Path) -> dict:
-    import torch
-    from accelerate import PartialState
     from accelerate.utils import set_seed
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardConfig as TRLConfig
 
+    from llmkit import distributed
     from llmkit.recipes.sft import steady_tokens_per_second
     from llmkit.rlhf.reward_model import (
         calibrate,
@@ -252,7 +249,7 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         train_head,
     )
 
-    state = PartialState()
+    state = distributed.state()
     set_seed(cfg.train.seed)  # before the fresh head and the method's parameters are initialised
     method = get_method(cfg.method.name)
     if hasattr(method, "save"):
@@ -269,15 +266,18 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
     state.wait_for_everyone()
     ckpt_dir = out / "checkpoints"
-    resume = get_last_checkpoint(str(ckpt_dir)) if cfg.train.resume and ckpt_dir.is_dir() else None
-    resume_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
+    resume, resume_step = last_checkpoint(ckpt_dir) if cfg.train.resume else (None, None)
+    if resume:
+        state.print(f"resuming from {resume} (step {resume_step})")
     history = History(out / "history.jsonl", resume_step=resume_step)
 
     extra = load_kwargs(cfg.method.name, cfg.method, resolve_start(cfg.model)[0])
-    model = load_sequence_classifier(cfg.model, **extra)
-    model.config.pad_token_id = tokenizer.pad_token_id  # HF pooling and TRL's collator pad with it
-    if "device_map" not in extra:
-        model.to(state.device)
+    def build():
+        m = load_sequence_classifier(cfg.model, **extra)
+        m.config.pad_token_id = tokenizer.pad_token_id  # HF pooling and TRL's collator pad with it
+        return m if "device_map" in extra else m.to(state.device)
+
+    model = build()
     ev = cfg.eval
     before = (evaluate_comparisons(model, tokenizer, data.test, cfg.model.max_length, ev.batch_size)[0]
               if ev.before and state.is_main_process else {})
@@ -301,7 +301,7 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         disable_dropout=True,  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
         activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
         gradient_checkpointing=False, bf16=t.mixed_precision == "bf16", fp16=t.mixed_precision == "fp16",
-        use_cpu=not torch.cuda.is_available(), include_num_input_tokens_seen="non_padding",
+        **distributed.trainer_args(), include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
     clock: list = []
@@ -312,7 +312,14 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)
         train_seconds = time.perf_counter() - start
-    model = trainer.model
+    distributed.check_world_size(trainer.accelerator.num_processes)
+
+    def rebuild():
+        m = method.apply(build(), cfg.method)
+        train_head(m)
+        return m
+
+    model = distributed.gathered_model(trainer, rebuild)
     steps = trainer.state.global_step
     pairs_seen = steps * t.batch_size
     if t.max_steps == -1:
@@ -341,7 +348,7 @@ def run(cfg: RewardConfig, out: Path) -> dict:
             "dropped_train_pairs": train_pairs.dropped, "num_test_prompts": len(data.test),
             "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
             "test_prompts_in_train": data.test_prompts_in_train, "format": data.format,
-            "method": cfg.method.name, "model": cfg.model.name, "world_size": state.num_processes,
+            "method": cfg.method.name, "model": cfg.model.name, **distributed.describe(trainer.accelerator.num_processes),
         }
         if cfg.output.save_model:
             save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)

@@ -44,7 +44,7 @@ from llmkit.methods import (
     save_trained,
 )
 from llmkit.models.loading import load_causal_lm, load_tokenizer, resolve_model
-from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
+from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
 
 
 @dataclass
@@ -159,22 +159,22 @@ def _log(history: History, state, logs) -> None:
 
 
 def run(cfg: SFTConfig, out: Path) -> dict:
-    import torch
-    from accelerate import PartialState
     from accelerate.utils import set_seed
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
 
-    state = PartialState()
+    from llmkit import distributed
+
+    state = distributed.state()
     set_seed(cfg.train.seed)  # before the method initialises its parameters (LoRA's A, prefixes, ...)
     data = prepare(cfg.data, seed=cfg.train.seed)  # data errors stop here, before any model loads
     if state.is_main_process:
         prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
     state.wait_for_everyone()
     ckpt_dir = out / "checkpoints"
-    resume = get_last_checkpoint(str(ckpt_dir)) if cfg.train.resume and ckpt_dir.is_dir() else None
-    resume_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else None
+    resume, resume_step = last_checkpoint(ckpt_dir) if cfg.train.resume else (None, None)
+    if resume:
+        state.print(f"resuming from {resume} (step {resume_step})")
     history = History(out / "history.jsonl", resume_step=resume_step)
 
     method = get_method(cfg.method.name)
@@ -182,9 +182,11 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     tokenizer = load_tokenizer(cfg.model, model_path)
     _chat_template(cfg.model, tokenizer)
     extra = load_kwargs(cfg.method.name, cfg.method, model_path)
-    model = load_causal_lm(cfg.model, model_path, **extra)
-    if "device_map" not in extra:
-        model.to(state.device)
+    def build():
+        m = load_causal_lm(cfg.model, model_path, **extra)
+        return m if "device_map" in extra else m.to(state.device)
+
+    model = build()
     train_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.train]
     test_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.test]
     gen = [g for g in (generation_prompt(r, tokenizer) for r in data.test[:cfg.eval.num_generate]) if g is not None]
@@ -208,7 +210,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
         report_to="none", max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing,
         activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing), gradient_checkpointing=False, bf16=t.mixed_precision == "bf16",
-        fp16=t.mixed_precision == "fp16", use_cpu=not torch.cuda.is_available(),
+        fp16=t.mixed_precision == "fp16", **distributed.trainer_args(),
         include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
     clock: list = []
@@ -218,7 +220,8 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)
         train_seconds = time.perf_counter() - start
-    model = trainer.model
+    distributed.check_world_size(trainer.accelerator.num_processes)
+    model = distributed.gathered_model(trainer, lambda: method.apply(build(), cfg.method))
     tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
 
     metrics: dict = {}
@@ -233,7 +236,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
             "train_tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
             "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": trainer.state.global_step,
             "num_train": len(train_tok), "num_test": len(test_tok), "format": data.format,
-            "method": cfg.method.name, "model": cfg.model.name, "world_size": state.num_processes,
+            "method": cfg.method.name, "model": cfg.model.name, **distributed.describe(trainer.accelerator.num_processes),
         }
         if cfg.output.save_model:
             save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
