@@ -96,3 +96,13 @@ def plot_histograms(series: dict[str, list[float]], path: str | Path, title: str
         ax.set_ylabel("rows")
         ax.legend(fontsize=8)
     return _save(fig, path, title)
+
+
+def save_report(out: Path, lines: list[str]) -> Path:
+    """Write out/report.md and its one-file HTML twin out/report.html (plots embedded)."""
+    from llmkit.html_report import write_html
+
+    path = Path(out) / "report.md"
+    path.write_text("\n".join(lines))
+    write_html(path)
+    return path

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from llmkit.data.sft import prompt_text
-from llmkit.report import cell, md_table, plot_histograms
+from llmkit.report import cell, md_table, plot_histograms, save_report
 
 LABELS = {
     "bleu": ("BLEU", "sacrebleu corpus BLEU, 0-100"),
@@ -82,6 +82,4 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
     cmd = "llmkit " + " ".join(sys.argv[1:]) if sys.argv and "llmkit" in sys.argv[0] else None
     lines += ["## Files", "", "`predictions.jsonl` (every row with its scores), `metrics.json`, `config.yaml`."
               + (f" Reproduce: `{cmd}`." if cmd else ""), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)

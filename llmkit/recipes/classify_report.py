@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import md_table, plot_confusion, plot_curves
+from llmkit.report import md_table, plot_confusion, plot_curves, save_report
 from llmkit.tracking import read_history
 
 
@@ -34,6 +34,4 @@ def write_report(out: Path, cfg, metrics: dict, data, confusion: list[list[int]]
     lines += ["## Confusion matrix (rows: true, columns: predicted)", "",
               md_table(["true \\ predicted"] + data.labels, [[lab] + row for lab, row in zip(data.labels, confusion)]),
               "", "![confusion matrix](confusion.png)", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import cell, md_table, plot_curves
+from llmkit.report import cell, md_table, plot_curves, save_report
 
 
 def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: list[dict], after: list[dict]) -> Path:
@@ -41,6 +41,4 @@ def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: lis
                   md_table(["prompt", "before PPO", "score", "after PPO", "score"],
                            [[cell(a["prompt"]), cell(b["answer"]) if b else "", b["score"] if b else None,
                              cell(a["answer"]), a["score"]] for b, a in pairs]), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import cell, fmt, md_table, plot_curves
+from llmkit.report import cell, fmt, md_table, plot_curves, save_report
 from llmkit.tracking import read_history
 
 
@@ -54,6 +54,4 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict]) -> Path:
             for k, (resp, reward) in enumerate(zip(ex["responses"], ex["rewards"])):
                 table.append([cell(ex["prompt"]) if k == 0 else "", k + 1, f"`{cell(resp)}`" if resp else "(empty)", reward])
         lines += [md_table(["prompt", "rank", "response", "reward"], table), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)

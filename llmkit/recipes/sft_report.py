@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import cell, md_table, plot_curves
+from llmkit.report import cell, md_table, plot_curves, save_report
 from llmkit.tracking import read_history
 
 
@@ -34,6 +34,4 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
         lines += ["## Sample generations (held out)", "",
                   md_table(["prompt", "reference", "base", "finetuned"],
                            [[cell(s["prompt"]), cell(s["reference"]), cell(s["base"]), cell(s["finetuned"])] for s in samples]), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)

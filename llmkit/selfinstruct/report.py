@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from llmkit.report import _plt, _save, cell, md_table, plot_histograms
+from llmkit.report import _plt, _save, cell, md_table, plot_histograms, save_report
 
 
 def leading_verbs(instructions: list[str], top: int = 15) -> list[tuple[str, int]]:
@@ -79,6 +79,4 @@ def write_report(out: Path, cfg, stats: dict, kept: list[dict], rejected: list[d
               "`instances.jsonl`, `finetune.jsonl` (the sft recipe's messages format: "
               f"`llmkit train recipes/sft/lora.yaml data.path={out}/finetune.jsonl`), `stats.json`."
               + (f" Time: {secs}." if secs else ""), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return save_report(out, lines)
