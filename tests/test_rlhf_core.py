@@ -396,3 +396,14 @@ def test_fixed_kl_controller_and_factory():
         make_kl_controller("pid", coef=0.15)
     with pytest.raises(ConfigError):
         make_kl_controller("fixed", coef=-1.0)
+
+
+def test_verifiable_rewards_on_the_instruction_tasks():
+    from llmkit.rlhf.rewards import instruction_exact_match, instruction_similarity
+
+    rows = [{"task": "sort", "answer": "25, 2, 0"}] * 4 + [{"task": "free"}]
+    responses = ["25, 2, 0", "25, 0, 2", "banana", "", "anything"]
+    assert instruction_exact_match(None, responses, rows) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    sim = instruction_similarity(None, responses, rows)
+    assert sim[0] == 1.0 and sim[4] == 0.0  # exact answer; a row with nothing to check
+    assert 0.5 >= sim[1] > sim[2] >= sim[3] == 0.0  # a near miss earns more than an unrelated answer, never full credit
