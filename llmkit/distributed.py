@@ -56,9 +56,10 @@ def trainer_args() -> dict:
     Trainer re-creates Accelerate's state from them, so they must say the same as state()."""
     if not _no_gpu():
         return {}
-    if launched_world_size() > 1:
-        return {"use_cpu": False, "ddp_backend": "gloo"} if uses_deepspeed() else {"use_cpu": True, "ddp_backend": "gloo"}
-    return {"use_cpu": True}
+    kw = state_kwargs()
+    if not kw:  # one process on CPU
+        return {"use_cpu": True}
+    return {"use_cpu": kw.get("cpu", False), "ddp_backend": "gloo"}
 
 
 def check_launch() -> None:

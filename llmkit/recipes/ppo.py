@@ -26,7 +26,7 @@ own optimizers and samples with `generate`, which under ZeRO-3 needs every weigh
 token; llmkit does not do that yet.
 
 Dropout is off in every model throughout (eval mode while training, as the N+ details do).
-Checkpoints (policy and value weights, both optimizers, KL controller, random states, the update
+Checkpoints (policy and value weights, both optimizers, KL controller, the update
 index) every `train.save_every` updates; a killed run started again continues from the last one.
 """
 
@@ -379,8 +379,8 @@ def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[di
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, kl_ctl, mb_rng) -> None:
-    import numpy as np
+def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, kl_ctl) -> None:
+    """No random state: sampling and minibatch order are seeded per update and rank (see run)."""
     import torch
 
     tmp = path.with_name(path.name + ".tmp")
@@ -389,16 +389,13 @@ def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, k
     trainable = {n: q.detach() for n, q in policy.named_parameters() if q.requires_grad}
     torch.save({"policy": trainable, "value": value_model.state_dict(),
                 "policy_opt": optimizers[0].state_dict(), "value_opt": optimizers[1].state_dict(),
-                "kl": kl_ctl.state_dict(), "update": update,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                        "minibatches": mb_rng.getstate()}},
+                "kl": kl_ctl.state_dict(), "update": update},
                tmp / "state.pt")
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)  # atomic: a kill leaves the old checkpoint or the new one, never half of one
 
 
-def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl, mb_rng) -> int:
-    import numpy as np
+def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl) -> int:
     import torch
 
     state = torch.load(path / "state.pt", weights_only=False)
@@ -411,10 +408,6 @@ def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl, mb_rng
     optimizers[0].load_state_dict(state["policy_opt"])
     optimizers[1].load_state_dict(state["value_opt"])
     kl_ctl.load_state_dict(state["kl"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    torch.set_rng_state(state["rng"]["torch"])
-    mb_rng.setstate(state["rng"]["minibatches"])
     return state["update"]
 
 
@@ -479,9 +472,8 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     trainable, total = count_params(policy)
 
     start = 0
-    mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{ranks.rank}")
     if resume:
-        start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl, mb_rng)
+        start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl)
         acc.print(f"resuming PPO from update {start} ({ckpt})")
     history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
     before, before_samples = {}, []
@@ -521,7 +513,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
                             fh.write(json.dumps({"update": u + 1, **s}) + "\n")
             if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
                 if main:  # every rank holds the same weights and optimizer states (gradients are averaged)
-                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl, mb_rng)
+                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl)
                 acc.wait_for_everyone()
     bar.close()
     seconds = time.perf_counter() - t0
