@@ -154,3 +154,43 @@ print(json.dumps(out))
 def test_train_points_a_suite_to_llmkit_eval(run_cli):
     res = run_cli("train", ROOT / "eval/perplexity.yaml")
     assert res.returncode == 2 and "run it with `llmkit eval" in res.stderr
+
+
+def test_reward_metric_is_the_reward_models_calibrated_score(tmp_path, write_jsonl):
+    """metric `reward` scores prompt + prediction with a saved reward model, minus its calibration
+    offset; checked against transformers' own sequence-classification forward on the same tokens."""
+    import torch
+
+    from llmkit.config import ModelConfig
+    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
+    from llmkit.errors import ConfigError
+    from llmkit.eval.suite import load_suite, run
+    from llmkit.models.loading import load_tokenizer
+    from llmkit.rlhf.reward_data import build_sequence
+    from llmkit.rlhf.reward_model import load_sequence_classifier, save_calibration
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="tiny-llama")
+    rm, tok = load_sequence_classifier(cfg), load_tokenizer(cfg)
+    tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    rm.config.pad_token_id = tok.pad_token_id
+    rm_dir = tmp_path / "rm"
+    rm.save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    save_calibration(rm_dir, {"offset": 0.25})
+    rows = [{"prompt": [{"role": "user", "content": "Add 2 and 3."}], "prediction": "5", "reference": "5"},
+            {"prompt": "Reverse abc", "prediction": "cba and more words", "reference": "cba"}]
+    preds = write_jsonl("preds.jsonl", rows)
+    suite = load_suite(ROOT / "eval/score_generations.yaml", [f"predictions.path={preds}", "predictions.column=prediction",
+                                                             "metrics=[exact_match,reward]", f"reward.model={rm_dir}",
+                                                             f"output.dir={tmp_path / 'ev'}"])
+    m = run(suite)
+    with torch.no_grad():
+        want = [rm(input_ids=torch.tensor([build_sequence(tok, r["prompt"], r["prediction"])])).logits[0, 0].item() - 0.25
+                for r in rows]
+    scored = [json.loads(x)["scores"]["reward"] for x in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert scored == pytest.approx(want, abs=1e-5) and m["reward"] == pytest.approx(sum(want) / 2, abs=1e-5)
+    assert m["details"]["reward"]["offset"] == 0.25
+    assert "| Mean reward |" in (tmp_path / "ev" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="metric reward needs a reward model: set reward.model"):
+        load_suite(ROOT / "eval/score_generations.yaml", [f"predictions.path={preds}", "metrics=[reward]"])

@@ -75,6 +75,22 @@ def test_formats_detected_and_bad_rows_named(write_jsonl):
         prepare(SFTDataConfig(path=str(write_jsonl("odd.jsonl", [{"q": "x"}] * 3))))
 
 
+def test_extra_train_files_join_the_training_rows_only(write_jsonl):
+    msgs = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(20)]
+    extra = [{"messages": [{"role": "user", "content": f"x{i}"}, {"role": "assistant", "content": f"y{i}"}]} for i in range(3)]
+    base = prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), max_train_samples=10))
+    both = prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), max_train_samples=10,
+                                 extra_train=[str(write_jsonl("gen.jsonl", extra))]))
+    assert both.train == base.train + [{"messages": e["messages"]} for e in extra] and both.test == base.test
+    assert "gen.jsonl (3 rows)" in both.train_source
+    pc = [{"prompt": "q", "completion": "a"}]
+    with pytest.raises(DataError, match=r"pc.jsonl \(data.extra_train\): rows are in prompt_completion format but data.path's are messages"):
+        prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), extra_train=[str(write_jsonl("pc.jsonl", pc))]))
+    bad = extra[:1] + [{"messages": [{"role": "user", "content": "no answer"}]}]
+    with pytest.raises(DataError, match=r"bad.jsonl: row 2: no assistant message"):
+        prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), extra_train=[str(write_jsonl("bad.jsonl", bad))]))
+
+
 def test_bundled_instructions_load():
     data = prepare(SFTDataConfig())
     assert data.format == "messages" and len(data.train) >= 1000 and len(data.test) >= 100

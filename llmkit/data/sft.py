@@ -15,7 +15,7 @@ tokens, so the before/after losses measure exactly what training optimises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from llmkit.config import opt
@@ -41,6 +41,8 @@ class SFTDataConfig(SourceConfig):
     prompt_column: str = opt("prompt", "Prompt column (prompt_completion format).")
     completion_column: str = opt("completion", "Completion column (prompt_completion format).")
     text_column: str = opt("text", "Text column (text format).")
+    extra_train: list[str] = opt(factory=list, help="More training files appended to `path`'s training rows after "
+                                 "max_train_samples (e.g. a Self-Instruct finetune.jsonl); each in the same format as `path`.")
 
 
 @dataclass
@@ -111,7 +113,26 @@ def prepare(cfg: SFTDataConfig, seed: int = 42) -> SFTData:
     train = [normalise(r, fmt, cfg, f"{train_source}: row {i + 1}") for i, r in enumerate(train_ds)]
     test = None if test_ds is None else [normalise(r, fmt, cfg, f"{test_source}: row {i + 1}") for i, r in enumerate(test_ds)]
     train, test, held_out = split_and_cap(cfg, train, test, train_source, seed)
+    for extra in cfg.extra_train:
+        rows, source = _extra_rows(extra, fmt, cfg)
+        train += rows
+        train_source += f" + {source} ({len(rows):,} rows)"
     return SFTData(train=train, test=test, format=fmt, train_source=train_source, test_source=held_out or test_source)
+
+
+def _extra_rows(path: str, fmt: str, cfg: SFTDataConfig) -> tuple[list[dict], str]:
+    from llmkit.data.loading import load_splits
+
+    splits = load_splits(path)
+    key = cfg.train_split if cfg.train_split in splits else next(iter(splits))
+    ds = splits[key]
+    source = f"{path} [{key}]" if len(splits) > 1 else path
+    if len(ds) == 0:
+        raise DataError(f"{source} (data.extra_train): no rows")
+    if (extra_fmt := detect_format(ds.column_names, replace(cfg, format="auto"), source)) != fmt:
+        raise DataError(f"{source} (data.extra_train): rows are in {extra_fmt} format but data.path's are {fmt}; "
+                        "convert one of them so every training row has the same shape")
+    return [normalise(r, fmt, cfg, f"{source}: row {i + 1}") for i, r in enumerate(ds)], source
 
 
 # ----------------------------------------------------------------------------- tokenisation

@@ -32,7 +32,7 @@ from typing import Literal
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, DataError
 
-GENERATION_METRICS = ("bleu", "rouge", "bertscore", "exact_match")
+GENERATION_METRICS = ("bleu", "rouge", "bertscore", "exact_match", "reward")
 METRICS = GENERATION_METRICS + ("perplexity",)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "rougeS", "rougeSU")
 
@@ -103,6 +103,12 @@ class BertScoreConfig:
 
 
 @dataclass
+class RewardScoreConfig:
+    model: str | None = opt(None, "Reward model directory (`llmkit train recipes/rlhf/reward.yaml` writes one); metric `reward` is its score of each prompt + prediction, minus its calibration offset.")
+    batch_size: int = opt(32, "Sequences per reward-model forward.")
+
+
+@dataclass
 class EvalOutputConfig:
     dir: str = opt("runs/eval-{name}", "Output directory; {name} is the suite's name.")
     overwrite: bool = opt(False, "Allow writing over a finished evaluation in the same directory.")
@@ -122,6 +128,7 @@ class SuiteConfig:
     bleu: BleuConfig = opt(factory=BleuConfig)
     rouge: RougeConfig = opt(factory=RougeConfig)
     bertscore: BertScoreConfig = opt(factory=BertScoreConfig)
+    reward: RewardScoreConfig = opt(factory=RewardScoreConfig)
     output: EvalOutputConfig = opt(factory=EvalOutputConfig)
 
     def validate(self) -> None:
@@ -142,6 +149,8 @@ class SuiteConfig:
                 raise ConfigError(f"metrics {', '.join(gen)} need predictions: set model.name (to generate) or predictions.path (to score a file)")
             if not self.data.path:
                 raise ConfigError(f"metrics {', '.join(gen)} need prompts with references: set data.path")
+        if "reward" in self.metrics and not self.reward.model:
+            raise ConfigError("metric reward needs a reward model: set reward.model (a directory from `llmkit train recipes/rlhf/reward.yaml`)")
         if "perplexity" in self.metrics:
             if not self.model.name:
                 raise ConfigError("metric perplexity needs a model: set model.name")
@@ -157,7 +166,7 @@ class SuiteConfig:
                 raise ConfigError(f"rouge.types has unknown type {t!r}; choose from rouge1..rouge9, rougeL, rougeLsum, rougeS, rougeSU")
 
 
-FILE_KEYS = (("data", "path"), ("predictions", "path"), ("perplexity", "texts"), ("bertscore", "baseline"))
+FILE_KEYS = (("data", "path"), ("predictions", "path"), ("perplexity", "texts"), ("bertscore", "baseline"), ("reward", "model"))
 
 
 def _relative_to(raw: dict, base: Path) -> None:
@@ -363,7 +372,23 @@ def score(examples: list[dict], cfg: SuiteConfig) -> tuple[dict, dict, dict[str,
     if "exact_match" in cfg.metrics:
         rows["exact_match"] = [float(any(normalise_answer(p) == normalise_answer(x) for x in rs)) for p, rs in zip(preds, refs)]
         head["exact_match"] = sum(rows["exact_match"]) / len(rows["exact_match"])
+    if "reward" in cfg.metrics:
+        rows["reward"], details["reward"] = reward_scores(examples, cfg.reward)
+        head["reward"] = sum(rows["reward"]) / len(rows["reward"])
     return head, details, rows
+
+
+def reward_scores(examples: list[dict], cfg: RewardScoreConfig) -> tuple[list[float], dict]:
+    """The reward model's calibrated score r(prompt, prediction) - offset of every row, as PPO sees it."""
+    from llmkit.rlhf.reward_model import load_reward_model, score_texts
+
+    for i, e in enumerate(examples):
+        if not e.get("prompt"):
+            raise DataError(f"row {i + 1}: metric reward needs the prompt; give predictions a `prompt` column or set data.path")
+    model, tok, offset = load_reward_model(cfg.model)
+    scores = score_texts(model, tok, [e["prompt"] for e in examples], [e["prediction"] for e in examples],
+                         offset=offset, batch_size=cfg.batch_size)
+    return scores, {"model": cfg.model, "offset": offset}
 
 
 # ----------------------------------------------------------------------------- run
@@ -443,7 +468,7 @@ def run(cfg: SuiteConfig) -> dict:
 
 def headline(metrics: dict) -> str:
     keys = [k for k in ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "rougeS", "rougeSU", "bertscore_f1",
-                        "exact_match", "perplexity") if k in metrics]
+                        "exact_match", "reward", "perplexity") if k in metrics]
     parts = []
     for k in keys:
         v = metrics[k]

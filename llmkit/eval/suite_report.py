@@ -21,6 +21,7 @@ LABELS = {
     "bertscore_recall": ("BERTScore R", "greedy cosine matching, reference side"),
     "bertscore_f1": ("BERTScore F1", "harmonic mean of P and R"),
     "exact_match": ("Exact match", "prediction equals a reference after stripping whitespace"),
+    "reward": ("Mean reward", "reward model score of prompt + prediction, minus its calibration offset"),
     "perplexity": ("Perplexity", "exp of the mean token NLL (lower is better)"),
     "bits_per_token": ("Bits per token", "mean token NLL / ln 2"),
 }
@@ -53,6 +54,9 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
         b = d["bertscore"]
         notes.append(f"BERTScore: encoder `{b['model']}`, layer {b['num_layers']}, idf {'on' if b['idf'] else 'off'}, "
                      f"{'rescaled with a baseline' if b['rescaled'] else 'raw (no baseline rescaling)'}.")
+    if "reward" in d:
+        notes.append(f"Reward: model `{d['reward']['model']}`, calibration offset {d['reward']['offset']:.3f} subtracted "
+                     "(0 = the reward of an average demonstration).")
     if "perplexity" in d:
         p = d["perplexity"]
         notes.append(f"Perplexity: {p['num_tokens']:,} tokens scored, window {p['max_length']} tokens, stride {p['stride']}.")
@@ -73,7 +77,7 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
     if key and examples:
         order = sorted(range(len(examples)), key=lambda i: per_row[key][i])
         n = min(cfg.output.examples, len(examples) // 2 or 1)
-        cols = [k for k in ("bleu", "rougeL", "bertscore_f1", "exact_match") if k in per_row]
+        cols = [k for k in ("bleu", "rougeL", "bertscore_f1", "exact_match", "reward") if k in per_row]
         for title, idx in ((f"Best rows by {LABELS[key][0]}", order[::-1][:n]), (f"Worst rows by {LABELS[key][0]}", order[:n])):
             table = [[cell(prompt_text(examples[i]["prompt"]), 90), cell(" / ".join(examples[i]["references"]), 90), cell(examples[i]["prediction"], 90)]
                      + [per_row[c][i] for c in cols] for i in idx]
