@@ -1,5 +1,5 @@
 # make test        set up .venv if needed, then run the test suite
-# make quickstart  set up .venv if needed, then run the demo (three classification methods, compared)
+# make quickstart  set up .venv if needed, then run the demo: InstructGPT in miniature + the classification methods, one report (llmkit quickstart)
 #
 # torch: `torch==2.13.0` takes the CPU wheel on the project's machines. Elsewhere, for a CPU-only
 # machine use `make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"`;

@@ -5,7 +5,9 @@
     llmkit eval SUITE.yaml [key=value ...]       generate and score (BLEU, ROUGE, BERTScore, perplexity, ...)
     llmkit generate RECIPE.yaml [key=value ...]  Self-Instruct: grow an instruction set from seed tasks
     llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
-    llmkit quickstart [--output DIR]             the demo: every conventional method, side by side
+    llmkit quickstart [--output DIR] [--fast]    the demo: InstructGPT in miniature + every classification method, one report
+    llmkit pipeline PIPELINE.yaml [--output DIR] [--fast] [name=value ...]
+                                                 several recipes in a row (recipes/pipelines/), one report
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
     llmkit sample MODEL --prompts F --output O   batch generation to JSONL (base, adapter or merged)
     llmkit tiny ARCH DIR                         build a tiny random-init model (bert, gpt2, llama)
@@ -110,6 +112,25 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
+def cmd_pipeline(args) -> int:
+    import shlex
+
+    from llmkit.quickstart import run
+
+    if args.print_config:
+        from llmkit.pipeline import load_pipeline
+
+        p = load_pipeline(args.pipeline, output=args.output, fast=args.fast, var_overrides=args.overrides)
+        print(f"# {p.name}: {len(p.stages)} stages into {p.output}/ (variables: "
+              + ", ".join(f"{k}={v}" for k, v in p.vars.items()) + ")")
+        for s in p.stages:
+            launch = shlex.join(["accelerate", "launch", "--config_file", str(s.launch), *s.launch_args, "-m"]) + " " if s.launch else ""
+            print(f"{s.name}: {launch}llmkit {shlex.join(s.command())}")
+        return 0
+    run(args.pipeline, output=args.output, fast=args.fast, var_overrides=args.overrides)
+    return 0
+
+
 def cmd_merge(args) -> int:
     from llmkit.models.trained import merge
 
@@ -201,10 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/compare", help="where to write compare.md and compare.png")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("quickstart", help="run the demo end to end on the embedded defaults")
-    p.add_argument("--output", default="runs/quickstart", help="output directory")
-    p.add_argument("--fast", action="store_true", help="a much smaller run (tiny models, few steps)")
+    p = sub.add_parser("quickstart", help="the demo: InstructGPT in miniature and the classification methods, one report",
+                       description="Self-Instruct -> SFT -> reward model -> PPO -> base vs SFT vs PPO evaluation, then "
+                                   "feature-based, finetune I/II, LoRA, adapters and prefix tuning compared; runs "
+                                   "recipes/pipelines/instructgpt_tiny.yaml. Started again, it keeps finished stages.")
+    p.add_argument("--output", default="runs/quickstart", help="output directory (default runs/quickstart)")
+    p.add_argument("--fast", action="store_true", help="the same stages on tiny random models, a few steps each (~3 min)")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("pipeline", help="run a pipeline file (several recipes in a row) and write one report",
+                       description="llmkit pipeline PIPELINE.yaml [--output DIR] [--fast] [name=value ...]: each stage "
+                                   "runs in its own process into OUTPUT/<stage>/; name=value sets the file's variables. "
+                                   "Started again, it keeps finished stages and resumes the one it was in.")
+    p.add_argument("pipeline", help="pipeline YAML (kind: pipeline; see recipes/pipelines/)")
+    p.add_argument("overrides", nargs="*", help="name=value for the pipeline's variables (e.g. model=path/to/model)")
+    p.add_argument("--output", default=None, help="output directory (default: the file's `output`)")
+    p.add_argument("--fast", action="store_true", help="the file's fast settings: tiny models, a few steps")
+    p.add_argument("--print-config", action="store_true", help="print every stage's command, then exit")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("merge", help="fold a LoRA adapter into its base model and save a standalone model")
     p.add_argument("adapter_dir", help="a PEFT LoRA adapter directory (e.g. runs/sft-lora/model) or a classify run's model/")

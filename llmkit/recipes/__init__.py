@@ -90,6 +90,8 @@ def get_recipe(kind: Any, source: str) -> Recipe:
         raise ConfigError(f"{source}: no `kind:` key; set it to one of: {', '.join(RECIPES)}")
     if kind == "eval":
         raise ConfigError(f"{source} is an evaluation suite (`kind: eval`); run it with `llmkit eval {source}`")
+    if kind == "pipeline":
+        raise ConfigError(f"{source} is a pipeline (`kind: pipeline`); run it with `llmkit pipeline {source}`")
     if kind not in RECIPES:
         near = difflib.get_close_matches(str(kind), list(RECIPES), n=1)
         hint = f" (did you mean `{near[0]}`?)" if near else ""
