@@ -133,7 +133,7 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
                   var_overrides: list[str] = ()) -> Pipeline:
     """Read, fill in and check a pipeline file: every stage's recipe is loaded with its overrides
     (unknown keys, wrong types and bad values stop here). Raises ConfigError."""
-    path = Path(path)
+    path = _path(str(path), Path.cwd())
     raw = load_yaml(path)
     src = str(path)
     if raw.get("kind") != "pipeline":

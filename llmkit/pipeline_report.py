@@ -15,12 +15,14 @@ import os
 import platform
 from pathlib import Path
 
+from llmkit.pipeline import DONE_FILE
 from llmkit.report import _plt, cell, md_table, save_report
 
-EVAL_ROWS = [  # key, label, higher is better
-    ("exact_match", "exact match", True), ("bleu", "BLEU", True), ("rougeL", "ROUGE-L F1", True),
-    ("rouge2", "ROUGE-2 F1", True), ("rougeSU", "ROUGE-SU F1", True), ("bertscore_f1", "BERTScore F1", True),
-    ("reward", "mean reward (reward model)", True), ("perplexity", "perplexity, held-out text", False),
+EVAL_ROWS = [  # key, in the progress line (None: not there), in the report's table
+    ("exact_match", "exact match", "exact match"), ("bleu", "BLEU", "BLEU"), ("rougeL", "ROUGE-L F1", "ROUGE-L F1"),
+    ("rouge2", None, "ROUGE-2 F1"), ("rougeSU", None, "ROUGE-SU F1"), ("bertscore_f1", "BERTScore F1", "BERTScore F1"),
+    ("reward", "mean reward", "mean reward (reward model)"),
+    ("perplexity", "perplexity", "perplexity, held-out text (lower is better)"),
 ]
 
 
@@ -29,8 +31,6 @@ def _json(path: Path) -> dict:
 
 
 def metrics(stage) -> dict:
-    from llmkit.pipeline import DONE_FILE
-
     data = _json(stage.out / DONE_FILE[stage.run])
     return {"runs": data} if isinstance(data, list) else data
 
@@ -41,6 +41,10 @@ def pct(v) -> str:
 
 def num(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _eval_value(key: str, v) -> str:
+    return pct(v) if key == "exact_match" else num(v, 1 if key == "bleu" else 3)
 
 
 def summary(stage) -> str:
@@ -59,8 +63,7 @@ def summary(stage) -> str:
         return (f"rollout reward {num(m.get('reward_mean_first'))} -> {num(m.get('reward_mean_last'))}, "
                 f"KL max {num(m.get('kl_max'), 2)}; held-out reward {num(m.get('before_eval_reward'))} -> {num(m.get('eval_reward'))}")
     if stage.kind == "eval":
-        parts = [f"{label.split(' (')[0].split(',')[0]} {pct(m[k]) if k == 'exact_match' else num(m[k], 1 if k == 'bleu' else 3)}"
-                 for k, label, _ in EVAL_ROWS if k in m and k not in ("rouge2", "rougeSU")]
+        parts = [f"{short} {_eval_value(k, m[k])}" for k, short, _ in EVAL_ROWS if k in m and short]
         return ", ".join(parts)
     if stage.kind == "classify":
         return f"accuracy {num(m.get('accuracy'))}, macro-F1 {num(m.get('macro_f1'))}, {m.get('trainable_params', 0):,} trainable params"
@@ -74,14 +77,6 @@ def summary(stage) -> str:
 
 def _rel(path: Path, root: Path) -> str:
     return os.path.relpath(path, root)
-
-
-def _shown(path: Path) -> str:
-    """A path relative to the working directory when it is inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _image(path: Path, root: Path, alt: str) -> list[str]:
@@ -151,11 +146,9 @@ def _eval(stages, pipeline, root: Path) -> list[str]:
     ms = [metrics(s) for s in stages]
     labels = [_eval_label(s, pipeline) for s in stages]
     rows = []
-    for key, label, higher in EVAL_ROWS:
+    for key, _, label in EVAL_ROWS:
         if any(key in m for m in ms):
-            vals = [m.get(key) for m in ms]
-            rows.append([label + ("" if higher else " (lower is better)")]
-                        + [pct(v) if key == "exact_match" and v is not None else num(v, 1 if key == "bleu" else 3) for v in vals])
+            rows.append([label] + [_eval_value(key, m.get(key)) for m in ms])
     first = ms[0]
     lines = [f"Greedy answers to {first.get('num_examples')} held-out prompts (`{first.get('data')}`) from each model, "
              "scored against the references; perplexity on held-out text the models never trained on.", "",
@@ -289,7 +282,7 @@ def write_report(pipeline, record: dict, command: str | None = None) -> Path:
         lines += [pipeline.description.strip(), ""]
     lines += [f"{len(pipeline.stages)} stages{' (`--fast`: tiny models, a few steps each)' if pipeline.fast else ''}, "
               f"{total / 60:.1f} min of stage time on {machine}."
-              + (f" Command: `{command}`." if command else "") + f" Pipeline: `{_shown(pipeline.path)}`.", ""]
+              + (f" Command: `{command}`." if command else "") + f" Pipeline: `{pipeline.path}`.", ""]
     lines += ["## Results", "", md_table(["stage", "measured", "before", "after"], headline_rows(pipeline)), ""]
     times = [[s.title, s.kind, f"{record['stages'].get(s.name, {}).get('seconds', 0):.0f}",
               _rel(s.out / ("compare.md" if s.kind == "compare" else "report.md"), root)] for s in pipeline.stages]
