@@ -70,7 +70,7 @@ class TrainConfig:
     epochs: float = opt(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = opt(-1, "Optimizer steps to run; -1 means use epochs.")
     batch_size: int = opt(32, "Global batch size (all processes, all accumulation steps together).")
-    micro_batch_size: int | None = opt(None, "Per-process batch per forward pass; accumulation is derived. Default: batch_size / world size.")
+    micro_batch_size: int | None = opt(None, "Most examples per process per forward pass (fewer when batch_size / world size is smaller); accumulation is derived. Default: batch_size / world size.")
     weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms).")
     warmup_ratio: float = opt(0.06, "Fraction of steps with linear warm-up.")
     lr_scheduler: Literal["linear", "cosine", "constant"] = opt("linear", "Learning-rate schedule after warm-up.")
@@ -101,8 +101,10 @@ class TrainConfig:
 
     def batch_plan(self, world_size: int) -> tuple[int, int]:
         """(per-process micro batch, accumulation steps) with micro * accum * world == batch_size:
-        the global batch stays the same whatever the number of processes."""
-        micro = self.micro_batch_size or max(1, self.batch_size // world_size)
+        the global batch stays the same whatever the number of processes. micro_batch_size is a
+        ceiling: with more processes each one's share of the batch may be smaller."""
+        share = max(1, self.batch_size // world_size)
+        micro = min(self.micro_batch_size, share) if self.micro_batch_size else share
         if self.batch_size % (micro * world_size):
             raise ConfigError(f"train.batch_size={self.batch_size} is not a multiple of micro_batch_size={micro} "
                               f"x world size {world_size}")

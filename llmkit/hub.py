@@ -58,7 +58,9 @@ def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         build(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the cache is read like any model dir
+        os.chmod(tmp, 0o755)  # mkdtemp (and safetensors) make owner-only files; the cache is read like any model dir
+        for f in tmp.rglob("*"):
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
         try:
             os.replace(tmp, target)
         except OSError:  # another process won the race

@@ -107,6 +107,8 @@ def test_cli_help_and_print_config(recipe, run_cli):
 def test_global_batch_is_kept_across_world_sizes(recipe):
     _, cfg = load_config(recipe, ["train.batch_size=32", "train.micro_batch_size=4"])
     assert cfg.train.batch_plan(1) == (4, 8) and cfg.train.batch_plan(2) == (4, 4) and cfg.train.batch_plan(8) == (4, 1)
+    # micro_batch_size is a ceiling: 16 processes share 32 examples 2 each, not 4 (which would need 64)
+    assert cfg.train.batch_plan(16) == (2, 1)
     _, cfg = load_config(recipe, ["train.batch_size=32"])
     assert cfg.train.batch_plan(1) == (32, 1) and cfg.train.batch_plan(4) == (8, 1)
     _, cfg = load_config(recipe, ["train.batch_size=30", "train.micro_batch_size=4"])

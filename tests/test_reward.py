@@ -347,3 +347,61 @@ def test_bundled_preferences_ranks_and_prompts():
         assert r["answer"] in r["responses"][2] or r["answer"].lower() in r["responses"][2].lower()
     data = prepare(RewardDataConfig())  # registered as a bundled name
     assert data.format == "ranking" and data.num_train_pairs == 6 * len(train) and data.test_prompts_in_train == 0
+
+
+# ----------------------------------------------------------------------------- pad == EOS, and the deduplicated forward
+
+
+def test_distinct_pad_token_for_tokenizers_that_pad_with_eos():
+    from llmkit.models.loading import distinct_pad_token
+
+    t = load_tokenizer(TINY)
+    assert distinct_pad_token(t)["pad_token_source"] == "tokenizer" and t.pad_token == "<pad>"  # already distinct
+    t.pad_token = t.eos_token  # as SmolLM2, Llama 3 and many Qwen builds ship
+    choice = distinct_pad_token(t)
+    assert choice == {"pad_token": "<unk>", "pad_token_id": t.convert_tokens_to_ids("<unk>"), "pad_token_source": "unk token",
+                      "tokenizer_pad_token": "</s>"}
+    check_special_tokens(t)  # the EOS is no longer padding
+    t.pad_token = t.eos_token
+    assert distinct_pad_token(t, "<s>")["pad_token"] == "<s>" and t.pad_token == "<s>"
+    for bad, match in (("<nope>", "not in the tokenizer's vocabulary"), ("</s>", "is the EOS token")):
+        with pytest.raises(ConfigError, match=match):
+            distinct_pad_token(t, bad)
+    t.pad_token, t.unk_token = t.eos_token, t.eos_token  # no unk either: a pad-named token of the vocabulary
+    assert distinct_pad_token(t) | {"pad_token_id": None} == {"pad_token": "<pad>", "pad_token_id": None,
+                                                              "pad_token_source": "vocabulary", "tokenizer_pad_token": "</s>"}
+
+
+def test_dedup_forward_gives_trl_loss_and_gradients(rm, tok):
+    """A batch of ranked pairs (each response in K-1 pairs) runs each distinct sequence once, with the
+    loss and gradients of TRL's own compute_loss."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from llmkit.recipes.reward import trainer_class
+
+    rows = []
+    for q in range(2):  # 2 prompts x 4 ranked responses -> 12 pairs, 8 distinct sequences
+        seqs = [build_sequence(tok, user(f"q{q}"), r) for r in ("4", "5", "The answer is 4.", "")]
+        rows += [{"chosen_input_ids": seqs[i], "rejected_input_ids": seqs[j]} for i, j, _ in ranking_pairs(4)]
+    args = RewardConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, center_rewards_coefficient=0.01,
+                        disable_dropout=True, per_device_train_batch_size=len(rows))
+    calls = []
+    rm.score.register_forward_hook(lambda mod, inp, out: calls.append(out.shape[0]))  # rows the trunk ran
+    results = []
+    for cls in (RewardTrainer, trainer_class([0] * 6 + [1] * 6)):
+        trainer = cls(model=rm, args=args, processing_class=tok, train_dataset=Dataset.from_list(rows))
+        batch = next(iter(trainer.get_train_dataloader()))
+        rm.zero_grad()
+        calls.clear()
+        loss = trainer.compute_loss(rm, dict(batch))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in rm.named_parameters() if p.grad is not None},
+                        calls[:]))
+    (trl_loss, trl_grads, trl_rows), (loss, grads, rows_run) = results
+    assert trl_rows == [24] and rows_run == [8]  # chosen + rejected of 12 pairs, against 8 distinct sequences
+    torch.testing.assert_close(loss, trl_loss, rtol=1e-6, atol=1e-7)
+    assert grads.keys() == trl_grads.keys() and grads
+    for n in grads:
+        torch.testing.assert_close(grads[n], trl_grads[n], rtol=1e-4, atol=1e-6)  # fp32 sums in another order
+    assert "forward" not in rm.__dict__  # the patch is gone after the step

@@ -24,13 +24,15 @@ def completion_loss(model, examples: list[dict], pad_id: int, batch_size: int = 
         for j, e in enumerate(chunk):  # right padding
             n = len(e["input_ids"])
             ids[j, :n], labels[j, :n], mask[j, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()  # (B, T, V)
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits  # (B, T, V)
         logits = logits[:, logits.shape[1] - width:]  # soft prompt tuning prepends virtual positions
-        # the logit at position t predicts token t + 1
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                labels[:, 1:].reshape(-1).to(dev), ignore_index=-100, reduction="sum")
+        # the logit at position t predicts token t + 1; only positions with a label are scored, so
+        # no (B, T, V) copy is made beyond the logits themselves (49k-word vocabularies: ~200 KB a position)
+        target = labels[:, 1:].to(dev)
+        keep = target != -100  # (B, T-1)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), target[keep], reduction="sum")
         total_nll += nll.item()
-        total_tokens += int((labels[:, 1:] != -100).sum())
+        total_tokens += int(keep.sum())
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "tokens": total_tokens}
 

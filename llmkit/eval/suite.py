@@ -31,6 +31,7 @@ from typing import Literal
 
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, DataError
+from llmkit.eval.fewshot import FewShotConfig
 
 GENERATION_METRICS = ("bleu", "rouge", "bertscore", "exact_match", "reward")
 METRICS = GENERATION_METRICS + ("perplexity",)
@@ -129,6 +130,7 @@ class SuiteConfig:
     rouge: RougeConfig = opt(factory=RougeConfig)
     bertscore: BertScoreConfig = opt(factory=BertScoreConfig)
     reward: RewardScoreConfig = opt(factory=RewardScoreConfig)
+    fewshot: FewShotConfig = opt(factory=FewShotConfig)
     output: EvalOutputConfig = opt(factory=EvalOutputConfig)
 
     def validate(self) -> None:
@@ -161,12 +163,16 @@ class SuiteConfig:
         for key, v in (("data.max_samples", self.data.max_samples), ("perplexity.max_samples", self.perplexity.max_samples)):
             if v is not None and v < 1:
                 raise ConfigError(f"{key} must be >= 1, got {v}")
+        if self.fewshot.k and self.predictions.path:
+            raise ConfigError("fewshot.k places demonstrations in the prompts the model generates from; with "
+                              "predictions.path nothing is generated (set fewshot.k=0)")
         for t in self.rouge.types:
             if t not in ROUGE_TYPES and not (t.startswith("rouge") and t[5:].isdigit()):
                 raise ConfigError(f"rouge.types has unknown type {t!r}; choose from rouge1..rouge9, rougeL, rougeLsum, rougeS, rougeSU")
 
 
-FILE_KEYS = (("data", "path"), ("predictions", "path"), ("perplexity", "texts"), ("bertscore", "baseline"), ("reward", "model"))
+FILE_KEYS = (("data", "path"), ("predictions", "path"), ("perplexity", "texts"), ("bertscore", "baseline"), ("reward", "model"),
+             ("fewshot", "path"))
 
 
 def _relative_to(raw: dict, base: Path) -> None:
@@ -217,11 +223,13 @@ def _references(value, where: str) -> list[str]:
     raise DataError(f"{where}: reference must be a non-empty string or a list of strings, got {value!r:.60}")
 
 
-def read_examples(cfg: EvalDataConfig) -> tuple[list[dict], str]:
-    """-> ([{"prompt": str or messages, "references": [str, ...]}], source name)."""
+def read_examples(cfg: EvalDataConfig, task_column: str = "task", split: str | None = None,
+                  max_samples: int | None = -1) -> tuple[list[dict], str]:
+    """-> ([{"prompt": str or messages, "references": [str, ...], "task": the row's task_column value
+    or None}], source name) of `split` (default cfg.split), the first max_samples rows (default cfg's)."""
     from llmkit.data.sft import _check_messages
 
-    rows, source = _rows(cfg.path, cfg.split, cfg.max_samples)
+    rows, source = _rows(cfg.path, split or cfg.split, cfg.max_samples if max_samples == -1 else max_samples)
     fmt = cfg.format
     if fmt == "auto":
         cols = set(rows[0])
@@ -240,7 +248,7 @@ def read_examples(cfg: EvalDataConfig) -> tuple[list[dict], str]:
             _check_messages(msgs, where)
             last = max(j for j, m in enumerate(msgs) if m["role"] == "assistant")
             out.append({"prompt": [{"role": m["role"], "content": m["content"]} for m in msgs[:last]],
-                        "references": [msgs[last]["content"]]})
+                        "references": [msgs[last]["content"]], "task": row.get(task_column)})
         else:
             for col in (cfg.prompt_column, cfg.reference_column):
                 if col not in row:
@@ -248,8 +256,31 @@ def read_examples(cfg: EvalDataConfig) -> tuple[list[dict], str]:
             prompt = row[cfg.prompt_column]
             if not (isinstance(prompt, str) and prompt.strip()) and not isinstance(prompt, list):
                 raise DataError(f"{where}: empty or missing prompt in column `{cfg.prompt_column}`")
-            out.append({"prompt": prompt, "references": _references(row[cfg.reference_column], where)})
+            out.append({"prompt": prompt, "references": _references(row[cfg.reference_column], where),
+                        "task": row.get(task_column)})
     return out, source
+
+
+def add_demonstrations(examples: list[dict], source: str, cfg: SuiteConfig) -> list[dict]:
+    """fewshot.k demonstrations in every prompt, drawn from a split the suite does not score."""
+    from dataclasses import replace
+
+    from llmkit.eval import fewshot
+
+    f = cfg.fewshot
+    demo_data = replace(cfg.data, path=f.path or cfg.data.path)
+    pool_rows, pool_source = read_examples(demo_data, f.task_column, split=f.split, max_samples=None)
+    if pool_source == source:
+        raise ConfigError(f"fewshot: the demonstrations would come from the evaluated rows themselves ({source}); "
+                          f"set fewshot.split to another split of data.path, or fewshot.path to another file")
+    if f.same_task:
+        for name, rows in ((source, examples), (pool_source, pool_rows)):
+            i = next((i for i, r in enumerate(rows) if r["task"] is None), None)
+            if i is not None:
+                raise DataError(f"{name}: row {i + 1}: no `{f.task_column}` column for fewshot.same_task "
+                                f"(set fewshot.task_column, or fewshot.same_task=false)")
+    pool = [{"prompt": r["prompt"], "reference": r["references"][0], "task": r["task"]} for r in pool_rows]
+    return fewshot.apply(examples, pool, f)
 
 
 def read_predictions(cfg: SuiteConfig) -> tuple[list[dict], str]:
@@ -386,7 +417,7 @@ def reward_scores(examples: list[dict], cfg: RewardScoreConfig) -> tuple[list[fl
         if not e.get("prompt"):
             raise DataError(f"row {i + 1}: metric reward needs the prompt; give predictions a `prompt` column or set data.path")
     model, tok, offset = load_reward_model(cfg.model)
-    scores = score_texts(model, tok, [e["prompt"] for e in examples], [e["prediction"] for e in examples],
+    scores = score_texts(model, tok, [e.get("query", e["prompt"]) for e in examples], [e["prediction"] for e in examples],
                          offset=offset, batch_size=cfg.batch_size)
     return scores, {"model": cfg.model, "offset": offset}
 
@@ -418,7 +449,9 @@ def run(cfg: SuiteConfig) -> dict:
     gen_metrics = [m for m in cfg.metrics if m in GENERATION_METRICS]
     examples, source = ([], None)
     if gen_metrics:
-        examples, source = read_predictions(cfg) if cfg.predictions.path else read_examples(cfg.data)
+        examples, source = read_predictions(cfg) if cfg.predictions.path else read_examples(cfg.data, cfg.fewshot.task_column)
+        if cfg.fewshot.k:
+            examples = add_demonstrations(examples, source, cfg)
     texts, text_source = read_texts(cfg.perplexity) if "perplexity" in cfg.metrics else ([], None)
     prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
 
@@ -435,7 +468,8 @@ def run(cfg: SuiteConfig) -> dict:
 
     metrics: dict = {"suite": cfg.name, "model": cfg.model.name, "data": source,
                      "predictions_from": cfg.predictions.path or ("generated" if gen_metrics else None),
-                     "num_examples": len(examples)}
+                     "num_examples": len(examples), "fewshot_k": cfg.fewshot.k,
+                     "fewshot_same_task": cfg.fewshot.same_task if cfg.fewshot.k else None}
     details, per_row = {}, {}
     if gen_metrics:
         t = time.perf_counter()
@@ -457,7 +491,7 @@ def run(cfg: SuiteConfig) -> dict:
     if examples:
         with open(out / "predictions.jsonl", "w") as fh:
             for i, e in enumerate(examples):
-                row = {"prompt": prompt_text(e["prompt"]), "references": e["references"], "prediction": e["prediction"],
+                row = {"prompt": prompt_text(e.get("query", e["prompt"])), "references": e["references"], "prediction": e["prediction"],
                        "scores": {k: vs[i] for k, vs in per_row.items()}}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         (out / "predictions.partial.jsonl").unlink(missing_ok=True)

@@ -64,6 +64,10 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
         g = cfg.generate
         notes.append(f"Generation: {'greedy' if g.temperature == 0 else f'sampling at temperature {g.temperature}'}, "
                      f"up to {g.max_new_tokens} new tokens, batches of {g.batch_size}.")
+        f = cfg.fewshot
+        pool = f"the prompt's own task family (column `{f.task_column}`)" if f.same_task else "any task"
+        notes.append(f"Prompting: {f.k}-shot: {f.k} demonstrations from the `{f.split}` split, {pool}, seed {f.seed}, "
+                     f"as earlier user/assistant turns." if f.k else "Prompting: zero-shot (each prompt as it is).")
     timing = [f"{k.replace('_seconds', '')} {metrics[k]:.1f} s" for k in ("generate_seconds", "score_seconds", "perplexity_seconds") if k in metrics]
     if timing:
         notes.append("Time: " + ", ".join(timing) + ".")
@@ -79,7 +83,7 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict], per_row: d
         n = min(cfg.output.examples, len(examples) // 2 or 1)
         cols = [k for k in ("bleu", "rougeL", "bertscore_f1", "exact_match", "reward") if k in per_row]
         for title, idx in ((f"Best rows by {LABELS[key][0]}", order[::-1][:n]), (f"Worst rows by {LABELS[key][0]}", order[:n])):
-            table = [[cell(prompt_text(examples[i]["prompt"]), 90), cell(" / ".join(examples[i]["references"]), 90), cell(examples[i]["prediction"], 90)]
+            table = [[cell(prompt_text(examples[i].get("query", examples[i]["prompt"])), 90), cell(" / ".join(examples[i]["references"]), 90), cell(examples[i]["prediction"], 90)]
                      + [per_row[c][i] for c in cols] for i in idx]
             lines += [f"## {title}", "", md_table(["prompt", "reference", "prediction", *cols], table), ""]
 

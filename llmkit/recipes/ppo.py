@@ -50,6 +50,7 @@ from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 class PPOModelConfig(ModelConfig):
     name: str = opt("runs/sft-lora/model", "The SFT model to start from (and the KL reference): a run's model/ (adapter or full), a model directory or a short name.")
     chat_template: str | None = opt(None, "Jinja chat template; default: the tokenizer's, else llmkit's plain one.")
+    pad_token: str | None = opt(None, "Pad token when the tokenizer's is its EOS (responses end at the EOS); default: its unk token, or a pad-named token of the vocabulary.")
 
 
 @dataclass
@@ -421,6 +422,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     from llmkit import distributed
     from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
     from llmkit.methods import count_params
+    from llmkit.models.loading import distinct_pad_token
     from llmkit.rlhf.kl_control import make_kl_controller
     from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
 
@@ -437,11 +439,6 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     main = acc.is_main_process
     train_items = _prompts(cfg.data.path, cfg.data.train_split, cfg.data.max_prompts)
     test_items = _prompts(cfg.data.path, cfg.data.test_split, cfg.eval.num_prompts) if cfg.eval.num_prompts else []
-    if main:
-        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-    acc.wait_for_everyone()
-    ckpt = out / "checkpoint"
-    resume = ckpt.is_dir() and cfg.train.resume
 
     set_seed(cfg.train.seed)  # the same initial weights (LoRA's A) on every rank
     policy, tok, reference = load_policy(cfg.model.name, cfg.method.name, cfg.method)
@@ -449,10 +446,15 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         tok.chat_template = cfg.model.chat_template
     elif not tok.chat_template:
         tok.chat_template = DEFAULT_CHAT_TEMPLATE
-    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
-        raise LlmkitError(f"{cfg.model.name}: PPO needs a pad token distinct from EOS (the response mask and the reward "
-                          f"position are found from them); give the tokenizer a pad token")
+    pad = distinct_pad_token(tok, cfg.model.pad_token)  # the response mask and reward position need EOS != pad
+    cfg.model.pad_token = pad["pad_token"]
     scorer = Scorer(cfg.reward, tok)
+    # The models load before the output directory exists: a missing SFT run or reward model leaves nothing behind.
+    if main:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    acc.wait_for_everyone()
+    ckpt = out / "checkpoint"
+    resume = ckpt.is_dir() and cfg.train.resume
     value_model = value_from_reward_model(scorer.rm) if scorer.rm is not None else value_from_policy(policy)
     policy.to(acc.device)
     value_model.to(acc.device)
@@ -535,7 +537,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         "updates": len(hist), "optimizer_steps_per_update": p.ppo_epochs * (p.rollout_batch_size // p.mini_batch_size),
         "trainable_params": trainable, "total_params": total, "train_seconds": round(seconds, 2),
         "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "method": cfg.method.name,
-        "policy_start": cfg.model.name, "reward": scorer.name, **distributed.describe(ranks.world),
+        "policy_start": cfg.model.name, "reward": scorer.name, **pad, **distributed.describe(ranks.world),
     }
     if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
         import copy

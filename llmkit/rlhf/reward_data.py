@@ -23,7 +23,8 @@ token ids: prompt ids (chat template with the generation prompt, or the tokenise
 response ids + EOS. PPO scores its rollouts with it, so the reward model sees at scoring time
 exactly what it saw in training (TRL #1702: tokenising prompt + response as one string merges BPE
 tokens across the boundary). The reward is read at that final EOS, so the pad token must differ
-from EOS (`check_special_tokens`): otherwise the "last non-pad token" is not the EOS (brief P3).
+from EOS (`check_special_tokens`): otherwise the "last non-pad token" is not the EOS (brief P3);
+`llmkit.models.loading.distinct_pad_token` picks one for tokenizers that pad with EOS.
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ def check_special_tokens(tokenizer) -> None:
                           "each response")
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ConfigError(f"the tokenizer pads with its EOS token ({tokenizer.eos_token!r}), so the EOS that ends a "
-                          f"response would look like padding; choose a distinct pad token in the vocabulary "
-                          f"(reward recipe: model.pad_token=TOKEN, e.g. the unk token)")
+                          f"response would look like padding; pad with another token of the vocabulary "
+                          f"(llmkit.models.loading.distinct_pad_token; recipes: model.pad_token=TOKEN)")
 
 
 def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from llmkit.errors import ConfigError, LlmkitError
+from llmkit.models.loading import distinct_pad_token
 from llmkit.rlhf.reward_data import Comparison, Prompt, build_sequence, check_special_tokens
 
 CALIBRATION_FILE = "reward_calibration.json"
@@ -177,6 +178,7 @@ def load_reward_model(path: str | Path, *, device: str | None = None):
                                                         dtype="float32"))
         model = PeftModel.from_pretrained(base, str(path))
     tokenizer = AutoTokenizer.from_pretrained(path)
+    distinct_pad_token(tokenizer)  # a reward model from elsewhere may pad with its EOS
     check_special_tokens(tokenizer)
     model.config.pad_token_id = tokenizer.pad_token_id
     if device:
