@@ -32,6 +32,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 quickstart: $(VENV)/.installed
+	$(PY) -m llmkit.models.smollm2 --quiet   # converts SmolLM2's GGUF into the cache once (~30 s), else says where it is
 	$(VENV)/bin/llmkit quickstart
 
 constraints: $(VENV)/.installed

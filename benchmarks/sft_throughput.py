@@ -1,7 +1,7 @@
 """SFT benchmark: every method on the same model and data, llmkit's training step against a plain
 transformers + PEFT loop on the same batches, and packing against padded batches.
 
-    .venv/bin/python benchmarks/sft_throughput.py [--model pico-llama] [--steps 40] [--step-steps 100] [--repeats 5] [--parts methods,step,packing]
+    .venv/bin/python benchmarks/sft_throughput.py [--model smollm2] [--steps 20] [--step-steps 20] [--repeats 3] [--parts methods,step,packing]
 
 Writes benchmarks/results/sft_<device>.md. Each llmkit run is a normal `llmkit train` in its own
 process (so peak memory is its own); tokens are non-padding tokens the optimizer saw. Figures are
@@ -25,20 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["full", "last_layers", "lora", "qlora", "adapter", "prefix", "prompt"]
 
 
-def llmkit_run(method: str, model: str, steps: int, out: Path, *extra: str) -> dict:
+def llmkit_run(method: str, model: str, steps: int, out: Path, *extra: str, generate: int = 0) -> dict:
     cmd = [sys.executable, "-m", "llmkit", "train", str(ROOT / f"recipes/sft/{method}.yaml"), f"model={model}",
-           f"train.max_steps={steps}", "train.batch_size=16", "train.logging_steps=10", "eval.num_generate=0",
-           "eval.before=false", "data.max_test_samples=64", f"output_dir={out}", *extra]
+           f"train.max_steps={steps}", "train.batch_size=16", "train.logging_steps=10", f"eval.num_generate={generate}",
+           "eval.before=false", f"data.max_test_samples={max(64, generate)}", f"output_dir={out}", *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
     return json.loads((out / "metrics.json").read_text())
 
 
-def plain_loop(model_name: str, steps: int) -> float:
+def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 4) -> float:
     """tokens/s of a hand-written transformers + PEFT LoRA loop over the batches llmkit trains on:
-    the same data, tokenisation, collator and shuffled order (taken from an SFTTrainer's own
-    dataloader, built with llmkit's settings), so only the training step differs."""
+    the same data, tokenisation, collator, micro batches and shuffled order (taken from an
+    SFTTrainer's own dataloader, built with llmkit's settings: micro batches of 4, 4 accumulated per
+    optimizer step), so only the training step differs. Its loss is the model's own over every
+    position's logits, as a user writes it."""
     import torch
     from accelerate.utils import set_seed
     from datasets import Dataset
@@ -59,26 +61,31 @@ def plain_loop(model_name: str, steps: int) -> float:
     model = AutoModelForCausalLM.from_pretrained(path)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
-    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=16, seed=42, data_seed=42, report_to="none",
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=micro, seed=42, data_seed=42, report_to="none",
                      use_cpu=True, max_length=256, gradient_checkpointing=False, dataloader_num_workers=0)
     loader = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=examples).get_train_dataloader()
     batches = []
     for batch in loader:
         batches.append(batch)
-        if len(batches) == steps:
+        if len(batches) == steps * accumulation:
             break
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
     model.train()
     tokens, clock = 0, []
-    for batch in batches:
-        loss = model(**batch).loss
-        loss.backward()
+    for i in range(0, len(batches), accumulation):
+        group = batches[i:i + accumulation]
+        n_labels = sum(int((b["labels"][:, 1:] != -100).sum()) for b in group)
+        for batch in group:  # the loss summed over the step's label tokens, as the Trainer weighs it
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                                                     ignore_index=-100, reduction="sum") / n_labels
+            loss.backward()
+            tokens += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        tokens += int(batch["attention_mask"].sum())
         clock.append((time.perf_counter(), tokens))
     (t0, n0), (t1, n1) = clock[5], clock[-1]  # same steady-state window as llmkit's figure
     return (n1 - n0) / (t1 - t0)
@@ -117,10 +124,11 @@ def update_sections(path: Path, header: str, sections: dict[str, str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="pico-llama")
-    ap.add_argument("--steps", type=int, default=40, help="optimizer steps per method run and packing run")
-    ap.add_argument("--step-steps", type=int, default=100, help="optimizer steps per run in the llmkit vs plain-loop comparison")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per method run and packing run")
+    ap.add_argument("--step-steps", type=int, default=20, help="optimizer steps per run in the llmkit vs plain-loop comparison")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--generate", type=int, default=84, help="held-out prompts for exact match after each method run")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--parts", default="methods,step,packing", help="which sections to (re-)measure")
     args = ap.parse_args()
@@ -134,12 +142,14 @@ def main() -> None:
     if "methods" in parts:
         rows = []
         for method in args.methods.split(","):
-            m = llmkit_run(method, args.model, args.steps, tmp / method)
-            rows.append([method, m["trainable_params"], m["tokens_per_second"], m["peak_memory_mb"], m["eval_loss"]])
+            m = llmkit_run(method, args.model, args.steps, tmp / method, generate=args.generate)
+            rows.append([method, m["trainable_params"], m["tokens_per_second"], m["peak_memory_mb"], m["eval_loss"],
+                         f"{100 * m['eval_exact_match']:.1f}%" if m.get("eval_exact_match") is not None else "n/a"])
             print(method, rows[-1][1:], flush=True)
         sections["Methods"] = "\n".join([
             f"## Methods ({args.steps} steps per run)", "",
-            md_table(["method", "trainable params", "tokens/s", "peak memory (MB, RSS)", f"held-out loss after {args.steps} steps"], rows)])
+            md_table(["method", "trainable params", "tokens/s", "peak memory (MB, RSS)", f"held-out loss after {args.steps} steps",
+                      f"held-out exact match ({args.generate} prompts)"], rows)])
 
     if "step" in parts:
         n = args.step_steps
@@ -183,9 +193,9 @@ def main() -> None:
 
     device = "gpu" if torch.cuda.is_available() else "cpu"
     header = (f"# SFT benchmark ({device})\n\nMachine: {machine()}. Model `{args.model}`, bundled instruction data, global "
-              f"batch 16, fp32. Command: `python benchmarks/sft_throughput.py --model {args.model} --steps {args.steps} "
-              f"--step-steps {args.step_steps} --repeats {args.repeats}` (`--parts step` re-measures one section).")
-    out = ROOT / "benchmarks" / "results" / f"sft_{device}.md"
+              f"batch 16 (micro batches of 4), fp32. Command: `python benchmarks/sft_throughput.py --model {args.model} --steps "
+              f"{args.steps} --step-steps {args.step_steps} --repeats {args.repeats}` (`--parts step` re-measures one section).")
+    out = ROOT / "benchmarks" / "results" / f"sft_{device}{'' if args.model == 'smollm2' else '_' + args.model}.md"
     out.write_text(update_sections(out, header, sections))
     print(out.read_text())
 

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="the demo: InstructGPT in miniature and the classification methods, one report",
                        description="Self-Instruct -> SFT -> reward model -> PPO -> base vs SFT vs PPO evaluation, then "
                                    "feature-based, finetune I/II, LoRA, adapters and prefix tuning compared; runs "
-                                   "recipes/pipelines/instructgpt_tiny.yaml. Started again, it keeps finished stages.")
+                                   "recipes/pipelines/instructgpt_smollm2.yaml. Started again, it keeps finished stages.")
     p.add_argument("--output", default="runs/quickstart", help="output directory (default runs/quickstart)")
     p.add_argument("--fast", action="store_true", help="the same stages on tiny random models, a few steps each (~3 min)")
     p.set_defaults(func=cmd_quickstart)

@@ -481,7 +481,8 @@ def _default(cls, section: str, key: str):
 def model_config(name: str, *, revision: str | None = None, trust_remote_code: bool = False, key: str = "model.name"):
     """-> (transformers config, description) for a model name, without loading any weights.
 
-    pico-llama not yet pretrained: its shape from llmkit/models/pretrain.py (no pretraining here).
+    pico-llama not yet pretrained: its shape from llmkit/models/pretrain.py (no pretraining here);
+    smollm2 not yet converted: its config from the GGUF's header (no weights are read).
     An adapter directory: its base model's config (the adapter's own few parameters are not counted;
     the reward and ppo recipes merge it into the base). tiny-* names are built (in a second) on first
     use, like `llmkit train` does; nothing else is written."""
@@ -490,6 +491,10 @@ def model_config(name: str, *, revision: str | None = None, trust_remote_code: b
     from llmkit.models.loading import local_only, resolve_model
     from llmkit.models.trained import _base_name, adapter_info
 
+    if name == "smollm2":
+        from llmkit.models.smollm2 import config as smollm2_config
+
+        return smollm2_config()
     if name == "pico-llama":
         from llmkit.hub import cache_dir
         from llmkit.models.pretrain import PRETRAINED
@@ -781,7 +786,7 @@ def _count_reward(cfg, n: int, ckpt_request, notes):
 
 
 def _ppo_source(value: str, default: str, key: str, notes: list[str]) -> str:
-    """A run directory the PPO recipe expects (runs/sft-lora/model, runs/reward-full/model) that is not
+    """A run directory the PPO recipe expects (runs/sft-lora/model, runs/reward-lora/model) that is not
     there yet: its default comes from the embedded model, so estimate with that model's shape."""
     if value == default and not Path(value).exists():
         from llmkit.recipes.sft import SFTModelConfig

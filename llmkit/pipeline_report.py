@@ -55,13 +55,20 @@ def summary(stage) -> str:
         return (f"kept {b['kept']} of {b['candidates']} generated instructions, "
                 f"{e['examples']} finetuning examples ({e['machine_examples']} machine-made)")
     if stage.kind == "sft":
-        return (f"held-out exact match {pct(m.get('base_eval_exact_match'))} -> {pct(m.get('eval_exact_match'))}, "
-                f"loss {num(m.get('base_eval_loss'))} -> {num(m.get('eval_loss'))}")
+        loss = f"held-out loss {num(m.get('base_eval_loss'))} -> {num(m.get('eval_loss'))}"
+        if m.get("eval_exact_match") is None:
+            return loss
+        return f"held-out exact match {pct(m.get('base_eval_exact_match'))} -> {pct(m.get('eval_exact_match'))}, {loss}"
     if stage.kind == "reward":
-        return f"pairwise accuracy {num(m.get('base_pairwise_accuracy'))} -> {num(m.get('pairwise_accuracy'))}"
+        top = (m.get("accuracy_by_rank_pair") or {}).get("1>2")
+        return (f"pairwise accuracy {num(m.get('base_pairwise_accuracy'))} -> {num(m.get('pairwise_accuracy'))}"
+                + (f"; best vs second-best {num(top)}" if top is not None else ""))
     if stage.kind == "ppo":
-        return (f"rollout reward {num(m.get('reward_mean_first'))} -> {num(m.get('reward_mean_last'))}, "
-                f"KL max {num(m.get('kl_max'), 2)}; held-out reward {num(m.get('before_eval_reward'))} -> {num(m.get('eval_reward'))}")
+        line = (f"rollout reward {num(m.get('reward_mean_first'))} -> {num(m.get('reward_mean_last'))}, "
+                f"KL max {num(m.get('kl_max'), 2)}")
+        if m.get("eval_reward") is not None:
+            line += f"; held-out reward {num(m.get('before_eval_reward'))} -> {num(m.get('eval_reward'))}"
+        return line
     if stage.kind == "eval":
         parts = [f"{short} {_eval_value(k, m[k])}" for k, short, _ in EVAL_ROWS if k in m and short]
         return ", ".join(parts)
@@ -108,6 +115,7 @@ def _sft(stage, root: Path) -> list[str]:
     rows = [["held-out exact match", pct(m.get("base_eval_exact_match")), pct(m.get("eval_exact_match"))],
             ["held-out loss (answer tokens)", num(m.get("base_eval_loss")), num(m.get("eval_loss"))],
             ["held-out perplexity", num(m.get("base_eval_perplexity"), 2), num(m.get("eval_perplexity"), 2)]]
+    rows = [r for r in rows if r[2] != "n/a"]  # exact match is left to the evaluation stages when eval.num_generate=0
     intro = (f"{m.get('method')} on `{m.get('model')}`: {m.get('num_train', 0):,} training examples, "
              f"{m.get('trainable_params', 0):,} of {m.get('total_params', 0):,} parameters trained, {m.get('train_seconds', 0):.0f} s.")
     return _table_and_plot(intro, ["base model", "after SFT"], rows, stage.out / "loss.png", root, "SFT loss")
@@ -130,16 +138,14 @@ def _ppo(stage, root: Path) -> list[str]:
             ["held-out greedy reward", num(m.get("before_eval_reward")), num(m.get("eval_reward"))],
             ["held-out exact match", pct(m.get("before_eval_exact_match")), pct(m.get("eval_exact_match"))],
             ["KL to the SFT model (last fifth; max)", "", f"{num(m.get('kl_last'))}; {num(m.get('kl_max'))}"]]
+    rows = [r for r in rows if r[2] != "n/a"]  # held-out figures are left to the evaluation stages when eval.num_prompts=0
     intro = f"PPO from `{m.get('policy_start')}` against `{m.get('reward')}`: {m.get('updates')} updates, {m.get('train_seconds', 0):.0f} s."
     return _table_and_plot(intro, ["SFT model (start)", "after PPO"], rows, stage.out / "reward_kl.png", root, "PPO reward and KL")
 
 
 def _eval_label(stage, pipeline) -> str:
-    model = str(metrics(stage).get("model") or "")
-    for s in pipeline.stages:
-        if s.kind != "eval" and model and Path(model).parent == s.out:
-            return s.title
-    return f"base ({model})" if model else stage.title
+    """An evaluation stage is named by its title ("base, zero-shot", "SFT", ...)."""
+    return stage.title
 
 
 def _eval(stages, pipeline, root: Path) -> list[str]:
@@ -177,7 +183,7 @@ def _plot_eval(ms: list[dict], labels: list[str], path: Path) -> Path | None:
     quality = [(k, lab) for k, lab in (("exact_match", "exact match"), ("bleu", "BLEU / 100"), ("rougeL", "ROUGE-L"),
                                        ("bertscore_f1", "BERTScore F1")) if all(k in m for m in ms)]
     extra = [(k, lab) for k, lab in (("reward", "mean reward"), ("perplexity", "perplexity (lower is better)"))
-             if all(k in m for m in ms)]
+             if any(k in m for m in ms)]  # a model may skip one (perplexity does not depend on the prompting)
     if not quality and not extra:
         return None
     plt = _plt()
@@ -198,12 +204,13 @@ def _plot_eval(ms: list[dict], labels: list[str], path: Path) -> Path | None:
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     for (k, lab), ax in zip(extra, axes):
-        ax.bar(range(len(ms)), [m[k] for m in ms], color=[colors[j % len(colors)] for j in range(len(ms))])
-        ax.set_xticks(range(len(ms)), [lab_.split(" (")[0] for lab_ in labels], rotation=20, fontsize=8)
+        have = [j for j, m in enumerate(ms) if k in m]
+        ax.bar(range(len(have)), [ms[j][k] for j in have], color=[colors[j % len(colors)] for j in have])
+        ax.set_xticks(range(len(have)), [labels[j].split(" (")[0] for j in have], rotation=20, fontsize=8)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(lab, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Base vs SFT vs PPO")
+    fig.suptitle(" vs ".join(labels))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -239,14 +246,21 @@ def headline_rows(pipeline) -> list[list[str]]:
         rows.append([s.title, "machine instructions kept", "", f"{m['bootstrap']['kept']} (of {m['bootstrap']['candidates']})"])
     for s in by_kind.get("sft", []):
         m = metrics(s)
-        rows.append([s.title, "held-out exact match, base -> SFT", pct(m.get("base_eval_exact_match")), pct(m.get("eval_exact_match"))])
+        if m.get("eval_exact_match") is not None:
+            rows.append([s.title, "held-out exact match, base -> SFT", pct(m.get("base_eval_exact_match")), pct(m.get("eval_exact_match"))])
+        rows.append([s.title, "held-out loss on the answer tokens, base -> SFT", num(m.get("base_eval_loss")), num(m.get("eval_loss"))])
     for s in by_kind.get("reward", []):
         m = metrics(s)
         rows.append([s.title, "held-out pairwise accuracy", num(m.get("base_pairwise_accuracy")), num(m.get("pairwise_accuracy"))])
+        top = (m.get("accuracy_by_rank_pair") or {}).get("1>2")
+        if top is not None:
+            rows.append([s.title, "held-out accuracy, best vs second-best response (bundled: correct vs near miss)",
+                         num((m.get("base_accuracy_by_rank_pair") or {}).get("1>2")), num(top)])
     for s in by_kind.get("ppo", []):
         m = metrics(s)
         rows.append([s.title, "mean rollout reward, first -> last fifth", num(m.get("reward_mean_first")), num(m.get("reward_mean_last"))])
-        rows.append([s.title, "held-out greedy reward, SFT -> PPO", num(m.get("before_eval_reward")), num(m.get("eval_reward"))])
+        if m.get("eval_reward") is not None:
+            rows.append([s.title, "held-out greedy reward, SFT -> PPO", num(m.get("before_eval_reward")), num(m.get("eval_reward"))])
     evals = by_kind.get("eval", [])
     if len(evals) >= 2:
         ms = [metrics(s) for s in evals]

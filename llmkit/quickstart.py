@@ -1,8 +1,9 @@
 """`llmkit quickstart` and `llmkit pipeline`: a pipeline file run end to end, then one report.
 
-`llmkit quickstart` runs recipes/pipelines/instructgpt_tiny.yaml into runs/quickstart: InstructGPT in
-miniature on the embedded defaults (Self-Instruct -> SFT -> reward model -> PPO -> base vs SFT vs
-PPO evaluation) and the classification methods compared, on a CPU with no network. `--fast` runs
+`llmkit quickstart` runs recipes/pipelines/instructgpt_smollm2.yaml into runs/quickstart: InstructGPT
+on the embedded SmolLM2-135M-Instruct (Self-Instruct -> SFT -> reward model -> PPO -> the base model
+zero-shot and 3-shot vs SFT vs PPO on the same held-out prompts) and the classification methods
+compared, on a CPU with no network. `--fast` runs
 the same stages on tiny random models with a few steps each (a smoke run for tests and for
 checking a machine, not a measurement). The stages run through `llmkit.pipeline` (one process
 each, finished stages kept when started again); the report is `llmkit.pipeline_report`.
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-QUICKSTART = RECIPES_DIR / "pipelines" / "instructgpt_tiny.yaml"
+QUICKSTART = RECIPES_DIR / "pipelines" / "instructgpt_smollm2.yaml"
 
 
 def run(pipeline_file: str | Path = QUICKSTART, output: str | Path | None = None, fast: bool = False,

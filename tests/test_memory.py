@@ -206,7 +206,7 @@ def test_qwen2_half_billion_config_without_weights(tmp_path):
 
 
 def test_ppo_counts_every_model_it_holds(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no runs/sft-lora, runs/reward-full here: the embedded model's shape stands in
+    monkeypatch.chdir(tmp_path)  # no runs/sft-lora, runs/reward-lora here: the embedded model's shape stands in
     ppo = ROOT / "recipes/rlhf/ppo.yaml"
     est = estimate_recipe(ppo)
     assert sum("does not exist yet" in n for n in est.notes) == 2

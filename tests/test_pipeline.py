@@ -13,6 +13,8 @@ from llmkit.pipeline import load_pipeline, run_pipeline
 
 PIPELINES = ROOT / "recipes" / "pipelines"
 INSTRUCTGPT_KINDS = ["self_instruct", "sft", "reward", "ppo", "eval", "eval", "eval"] + ["classify"] * 6 + ["compare"]
+# the real-model pipelines also evaluate the base model 3-shot (in-context learning)
+WITH_FEWSHOT = INSTRUCTGPT_KINDS[:4] + ["eval"] + INSTRUCTGPT_KINDS[4:]
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -30,9 +32,21 @@ def test_quickstart_pipeline_parses(fast, tmp_path):
     assert all(s.launch is None for s in p.stages)
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_smollm2_pipeline_parses(fast, tmp_path):
+    from llmkit.quickstart import QUICKSTART
+
+    p = load_pipeline(QUICKSTART, output=tmp_path / "qs", fast=fast)
+    assert QUICKSTART.name == "instructgpt_smollm2.yaml" and [s.kind for s in p.stages] == WITH_FEWSHOT
+    model = "tiny-llama" if fast else "smollm2"
+    assert f"model={model}" in p.stage("sft").overrides and f"backend.model={model}" in p.stage("self_instruct").overrides
+    assert f"model.name={tmp_path / 'qs' / 'sft'}/model" in p.stage("reward").overrides  # InstructGPT: the RM starts from SFT
+    assert "fewshot.k=3" in p.stage("eval_fewshot").overrides and f"model.name={model}" in p.stage("eval_fewshot").overrides
+
+
 def test_gpu_pipeline_parses_with_its_launchers(tmp_path):
     p = load_pipeline(PIPELINES / "instructgpt_gpu.yaml", output=tmp_path / "gpu", var_overrides=["gpus=4"])
-    assert [s.kind for s in p.stages] == INSTRUCTGPT_KINDS
+    assert [s.kind for s in p.stages] == WITH_FEWSHOT
     assert p.vars["model"] == "Qwen/Qwen2.5-0.5B-Instruct"
     sft, reward, ppo = p.stage("sft"), p.stage("reward"), p.stage("ppo")
     assert sft.launch.name == "zero2.yaml" and reward.launch.name == "zero2.yaml" and ppo.launch.name == "multi_gpu.yaml"

@@ -14,7 +14,7 @@ import pytest
 from chromium import ChromiumUnavailable, dump_dom, ensure_chromium, screenshot
 from conftest import ROOT
 
-STAGES = ["self_instruct", "sft", "reward", "ppo", "eval_base", "eval_sft", "eval_ppo", "classify_feature_based",
+STAGES = ["self_instruct", "sft", "reward", "ppo", "eval_zeroshot", "eval_fewshot", "eval_sft", "eval_ppo", "classify_feature_based",
           "classify_finetune_last_layers", "classify_finetune_all", "classify_lora", "classify_adapter",
           "classify_prefix", "compare"]
 CLASSIFY = [s for s in STAGES if s.startswith("classify_")]
@@ -55,7 +55,7 @@ def test_resumed_quickstart_keeps_finished_stages_and_prints_a_line_per_stage(qu
     lines = [x for x in stdout.splitlines() if x.startswith("[")]
     assert [x.split("]")[0] for x in lines] == [f"[{i}" + f"/{len(STAGES)}" for i in range(1, len(STAGES) + 1)]
     assert "done before, kept" in lines[0] and "done before, kept" in lines[1]
-    assert lines[2].startswith("[3/14] reward model: resuming ... pairwise accuracy")
+    assert lines[2].startswith(f"[3/{len(STAGES)}] reward model: resuming ... pairwise accuracy")
     assert all(" ... " in x and x.endswith(" s)") for x in lines[3:])
     record = json.loads((out / "pipeline.json").read_text())
     assert record["fast"] is True and [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
@@ -87,11 +87,16 @@ def test_every_stage_wrote_its_outputs(quickstart):
     ppo = json.loads((out / "ppo" / "metrics.json").read_text())
     assert ppo["updates"] == 2 and ppo["policy_start"] == str(out / "sft" / "model")
     assert ppo["reward"] == str(out / "reward" / "model")
-    for stage, model in (("eval_base", "tiny-llama"), ("eval_sft", out / "sft" / "model"), ("eval_ppo", out / "ppo" / "model")):
+    for stage, model, shots in (("eval_zeroshot", "tiny-llama", 0), ("eval_fewshot", "tiny-llama", 3),
+                                ("eval_sft", out / "sft" / "model", 0), ("eval_ppo", out / "ppo" / "model", 0)):
         m = json.loads((out / stage / "metrics.json").read_text())
-        assert m["model"] == str(model) and m["num_examples"] == 16
-        for key in ("bleu", "rougeL", "bertscore_f1", "exact_match", "reward", "perplexity"):
+        assert m["model"] == str(model) and m["num_examples"] == 16 and m["fewshot_k"] == shots
+        for key in ("bleu", "rougeL", "bertscore_f1", "exact_match", "reward") + (("perplexity",) if not shots else ()):
             assert isinstance(m[key], float), (stage, key)
+    # the 3-shot prompts hold three solved examples of the same task family before the question
+    first = json.loads((out / "eval_fewshot" / "predictions.jsonl").read_text().splitlines()[0])
+    zero = json.loads((out / "eval_zeroshot" / "predictions.jsonl").read_text().splitlines()[0])
+    assert first["prompt"] == zero["prompt"]  # shown as the question asked, without the demonstrations
     table = (out / "compare" / "compare.md").read_text()
     for method in ("feature_based", "last_layers", "full", "lora", "adapter", "prefix"):
         assert f"| {method} |" in table
@@ -123,20 +128,24 @@ def test_report_has_each_stages_key_numbers(quickstart):
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     expected = [
         f"| Self-Instruct | machine instructions kept |  | {m['self_instruct']['bootstrap']['kept']} (of ",
-        f"| SFT (LoRA) | held-out exact match, base -> SFT | {pct(m['sft']['base_eval_exact_match'])} | {pct(m['sft']['eval_exact_match'])} |",
+        f"| SFT (LoRA) | held-out loss on the answer tokens, base -> SFT | {m['sft']['base_eval_loss']:.3f} | {m['sft']['eval_loss']:.3f} |",
         f"| reward model | held-out pairwise accuracy | {m['reward']['base_pairwise_accuracy']:.3f} | {m['reward']['pairwise_accuracy']:.3f} |",
+        f"| reward model | held-out accuracy, best vs second-best response (bundled: correct vs near miss) | "
+        f"{m['reward']['base_accuracy_by_rank_pair']['1>2']:.3f} | {m['reward']['accuracy_by_rank_pair']['1>2']:.3f} |",
         f"| PPO | mean rollout reward, first -> last fifth | {m['ppo']['reward_mean_first']:.3f} | {m['ppo']['reward_mean_last']:.3f} |",
-        f"| mean reward (reward model) | {m['eval_base']['reward']:.3f} | {m['eval_sft']['reward']:.3f} | {m['eval_ppo']['reward']:.3f} |",
-        f"| exact match | {pct(m['eval_base']['exact_match'])} | {pct(m['eval_sft']['exact_match'])} | {pct(m['eval_ppo']['exact_match'])} |",
-        f"| BERTScore F1 | {m['eval_base']['bertscore_f1']:.3f} |",
-        f"| perplexity, held-out text (lower is better) | {m['eval_base']['perplexity']:.3f} |",
+        f"| mean reward (reward model) | {m['eval_zeroshot']['reward']:.3f} | {m['eval_fewshot']['reward']:.3f} | "
+        f"{m['eval_sft']['reward']:.3f} | {m['eval_ppo']['reward']:.3f} |",
+        f"| exact match | {pct(m['eval_zeroshot']['exact_match'])} | {pct(m['eval_fewshot']['exact_match'])} | "
+        f"{pct(m['eval_sft']['exact_match'])} | {pct(m['eval_ppo']['exact_match'])} |",
+        f"| BERTScore F1 | {m['eval_zeroshot']['bertscore_f1']:.3f} |",
+        f"| perplexity, held-out text (lower is better) | {m['eval_zeroshot']['perplexity']:.3f} | n/a |",
         f"| finetune II (all layers) | {m['classify_finetune_all']['accuracy']:.3f} |",
-        "| prompt | reference | base (tiny-llama) | SFT (LoRA) | PPO |",
+        "| prompt | reference | base, zero-shot | base, 3-shot | SFT | SFT + PPO |",
     ]
     for line in expected:
         assert line in report, line
     for heading in ("## Results", "## 1. Self-Instruct", "## 2. Supervised finetuning: SFT (LoRA)", "## 3. Reward model",
-                    "## 4. PPO", "## 5. Evaluation: base (tiny-llama) vs SFT (LoRA) vs PPO",
+                    "## 4. PPO", "## 5. Evaluation: base, zero-shot vs base, 3-shot vs SFT vs SFT + PPO",
                     "## 6. Classification: every method side by side", "## Stages"):
         assert heading in report, heading
     # the curves, the evaluation plot and the method comparison, each a real image
@@ -157,7 +166,8 @@ def test_report_html_renders_in_chromium(quickstart, tmp_path):
     assert "<script" not in text and "http://" not in text and "https://" not in text  # self-contained
     dom = dump_dom(html)
     for heading in ("Results", "1. Self-Instruct", "2. Supervised finetuning: SFT (LoRA)", "3. Reward model", "4. PPO",
-                    "5. Evaluation: base (tiny-llama) vs SFT (LoRA) vs PPO", "6. Classification: every method side by side"):
+                    "5. Evaluation: base, zero-shot vs base, 3-shot vs SFT vs SFT + PPO",
+                    "6. Classification: every method side by side"):
         assert re.search(rf"<h2[^>]*>{re.escape(heading)}</h2>", dom), heading
     images = re.findall(r'<img[^>]*src="data:image/png;base64,', dom)
     assert len(images) >= 4  # kept instructions, PPO curves, evaluation, comparison (+ loss curves when logged)

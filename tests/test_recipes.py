@@ -52,7 +52,9 @@ def test_recipe_parses_and_states_its_command(path):
 def _quickstart_recipes() -> set[str]:
     from llmkit.pipeline import load_pipeline
 
-    p = load_pipeline(ROOT / "recipes/pipelines/instructgpt_tiny.yaml", fast=True)
+    from llmkit.quickstart import QUICKSTART
+
+    p = load_pipeline(QUICKSTART, fast=True)
     return {s.recipe.name for s in p.stages if s.kind == "classify"}
 
 

@@ -168,9 +168,11 @@ def test_sft_resume_after_kill(tmp_path, run_cli):
     assert lb == pytest.approx(la, rel=1e-5)
 
 
-@pytest.mark.parametrize("method,packing", [("lora", False), ("lora", True), ("prompt", False)])
+@pytest.mark.parametrize("method,packing", [("lora", False), ("lora", True), ("prompt", False), ("prefix", False),
+                                            ("full", False)])
 def test_lean_trainer_loss_equals_trls(tok, method, packing):
-    """llmkit's default trainer skips TRL's per-token metrics for speed; its loss must stay TRL's."""
+    """llmkit's default trainer skips TRL's per-token metrics and the logits of unlabelled positions
+    for speed; its loss and gradients must stay TRL's."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -178,7 +180,7 @@ def test_lean_trainer_loss_equals_trls(tok, method, packing):
 
     from llmkit.methods import get_method
     from llmkit.models.loading import resolve_model
-    from llmkit.recipes.sft import trainer_class
+    from llmkit.recipes.sft import sparse_logits_ok, trainer_class
 
     rows = prepare(SFTDataConfig(max_train_samples=16)).train
     data = Dataset.from_list([tokenize(r, tok, 64) for r in rows])
@@ -186,17 +188,25 @@ def test_lean_trainer_loss_equals_trls(tok, method, packing):
     torch.manual_seed(0)
     model = m.apply(AutoModelForCausalLM.from_pretrained(resolve_model("tiny-llama")), m.config_cls())
     model.eval()
+    # prompt tuning prepends virtual tokens: it keeps the full logits
+    assert sparse_logits_ok(model) == (method != "prompt")
     args = TRLConfig(output_dir="unused", per_device_train_batch_size=8, report_to="none", use_cpu=True,
                      packing=packing, padding_free=packing, max_length=64, gradient_checkpointing=False)
-    losses = []
+    losses, grads = [], []
     for token_metrics in (True, False):
         trainer = trainer_class(token_metrics)(model=model, args=args, processing_class=tok, train_dataset=data)
         batch = next(iter(trainer.get_train_dataloader()))
         n = (batch["labels"][:, 1:] != -100).sum()
-        with torch.no_grad():
-            losses.append(float(trainer.compute_loss(model, dict(batch), num_items_in_batch=n)))
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
+        loss.backward()
+        losses.append(float(loss))
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     assert losses[0] > 0
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-4, atol=1e-6)
 
 
 def test_token_metrics_logged_when_asked(tmp_path, run_cli):

@@ -27,7 +27,7 @@ The weights are a 4-bit-derived copy: every value is one of 16 levels per block 
 is somewhat weaker than the bf16 original on the hub. Where a network is available, the original is
 `model.name=HuggingFaceTB/SmolLM2-135M-Instruct`.
 
-    python -m llmkit.models.smollm2          # convert now (about 30 s) and print where it went
+    python -m llmkit.models.smollm2          # convert now (about 30 s) and print the conversion record
 """
 
 from __future__ import annotations
@@ -145,11 +145,32 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def cached_path() -> Path:
+    from llmkit.hub import cache_dir
+
+    return cache_dir() / "models" / f"smollm2-135m-instruct-{BUILD}"
+
+
+def config():
+    """-> (LlamaConfig, description) without converting: the cached directory's, else the GGUF header's."""
+    from transformers import AutoConfig
+
+    path = cached_path()
+    if (path / "config.json").is_file():
+        return AutoConfig.from_pretrained(path), f"{NAME} ({HUB_ID}, {path})"
+    gguf = gguf_path()
+    cfg = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name).to_dict()
+    cfg.pop("quantization_config", None)
+    from transformers import LlamaConfig
+
+    return LlamaConfig.from_dict(cfg), f"{NAME} ({HUB_ID}; config from {gguf.name}, not converted yet)"
+
+
 def model_path() -> Path:
     """`smollm2` -> its cached model directory, converted from the wheel's GGUF on first use."""
-    from llmkit.hub import build_once, cache_dir
+    from llmkit.hub import build_once
 
-    target = cache_dir() / "models" / f"smollm2-135m-instruct-{BUILD}"
+    target = cached_path()
     if not (target / "config.json").is_file():
         gguf = gguf_path()  # a missing package stops here, before anything is written
         print(f"converting {gguf.name} into {target} (once)", flush=True)
@@ -158,6 +179,7 @@ def model_path() -> Path:
 
 
 if __name__ == "__main__":
+    import sys
+
     path = model_path()
-    print(path)
-    print((path / "conversion.json").read_text())
+    print(f"{NAME}: {path}" if "--quiet" in sys.argv else (path / "conversion.json").read_text())

@@ -63,7 +63,7 @@ class PPODataConfig:
 
 @dataclass
 class RewardConfig:
-    model: str | None = opt("runs/reward-full/model", "Reward model directory (`llmkit train recipes/rlhf/reward.yaml` writes runs/reward-full/model).")
+    model: str | None = opt("runs/reward-lora/model", "Reward model directory (`llmkit train recipes/rlhf/reward.yaml` writes runs/reward-lora/model).")
     function: str | None = opt(None, "A Python reward `module:function(prompts, responses, rows) -> floats` instead of a reward model (e.g. llmkit.rlhf.rewards:instruction_exact_match).")
     missing_eos_penalty: float | None = opt(1.0, "Subtracted from the score of a response that never emits EOS (None: no penalty).")
     batch_size: int = opt(32, "Sequences per reward-model forward.")
@@ -226,6 +226,10 @@ class Scorer:
 
 # ----------------------------------------------------------------------------- one update
 
+# Where an update's time goes, in history.jsonl per update and in metrics.json as the mean over updates:
+# sampling, the reward, the no-grad forwards (old and reference log-probs, values), the PPO epochs.
+TIME_SPLIT = ("generate_seconds", "score_seconds", "forward_seconds", "optimize_seconds")
+
 
 class Ranks:
     """The few collective operations PPO needs, as no-ops in a single process."""
@@ -285,11 +289,14 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
 
     p = cfg.ppo
     pad, eos = tok.pad_token_id, tok.eos_token_id
+    clock = [time.perf_counter()]
     with torch.no_grad():
         r = sample(policy, [b["query"] for b in batch], pad_id=pad, eos_id=eos, max_new_tokens=p.max_new_tokens,
                    temperature=p.temperature, top_p=p.top_p)
+        clock.append(time.perf_counter())
         texts = tok.batch_decode(r.response * r.response_mask, skip_special_tokens=True)
         score = scorer(r, [b["prompt"] for b in batch], [b["row"] for b in batch], texts)
+        clock.append(time.perf_counter())
         old_logp = forward_logprobs(policy, r, p.temperature)
         with reference() as ref:
             ref_logp = forward_logprobs(ref, r, p.temperature)
@@ -299,6 +306,7 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
         adv, returns = core.gae(rewards, old_values, mask, gamma=p.gamma, lam=p.lam)
         if p.whiten_advantages:
             adv = ranks.whiten(adv, mask)
+    clock.append(time.perf_counter())
 
     pol_opt, val_opt = optimizers
     stats: dict[str, list] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "entropy", "vf_clipfrac", "ratio")}
@@ -329,8 +337,12 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
             for k, key in (("clipfrac", "clipfrac"), ("approx_kl", "approx_kl"), ("ratio", "ratio_mean")):
                 stats[k].append(float(ps[key]))
             stats["vf_clipfrac"].append(float(vs["vf_clipfrac"]))
+    clock.append(time.perf_counter())
     out = {k: sum(v) / len(v) for k, v in stats.items()}
     out["first_ratio"] = stats["ratio"][0]
+    # where the update's time went: sampling, reward, the no-grad forwards (old/ref log-probs, values), PPO epochs
+    for k, (a, b) in zip(TIME_SPLIT, zip(clock, clock[1:])):
+        out[k] = b - a
     s = score.double()
     out.update(kl=float((kl * mask).sum(1).mean()), reward_mean=float(s.mean()), reward_sq=float((s ** 2).mean()),
                response_length=float(r.response_mask.sum(1).float().mean()), eos_share=float(r.has_eos.float().mean()))
@@ -532,6 +544,8 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     metrics = {
         "reward_mean_first": mean(first, "reward_mean"), "reward_mean_last": mean(last, "reward_mean"),
+        # mean seconds per update: sampling, reward, no-grad forwards (old/ref log-probs, values), PPO epochs
+        **{k: mean(hist, k) for k in TIME_SPLIT},
         "kl_last": mean(last, "kl"), "kl_max": max(r["kl"] for r in hist), "kl_coef_last": hist[-1]["kl_coef"],
         **{f"before_eval_{k}": v for k, v in before.items()}, **{f"eval_{k}": v for k, v in after.items()},
         "updates": len(hist), "optimizer_steps_per_update": p.ppo_epochs * (p.rollout_batch_size // p.mini_batch_size),

@@ -9,6 +9,8 @@ from llmkit.report import cell, md_table, plot_curves, save_report
 
 
 def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: list[dict], after: list[dict]) -> Path:
+    from llmkit.recipes.ppo import TIME_SPLIT
+
     curves = plot_curves(history, ["reward_mean", "kl"], out / "reward_kl.png", title="PPO: reward and KL per update")
     diag = plot_curves(history, ["policy_loss", "value_loss", "entropy", "clipfrac", "approx_kl", "response_length"],
                        out / "ppo_diagnostics.png", title="PPO diagnostics")
@@ -27,6 +29,8 @@ def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: lis
             ["KL to the reference per response (last fifth, max)", f"{metrics['kl_last']:.4f}, {metrics['kl_max']:.4f}"],
             ["trainable parameters", f"{metrics['trainable_params']:,} of {metrics['total_params']:,}"],
             ["training time (s)", metrics["train_seconds"]],
+            ["time per update (s): generation / scoring / no-grad forwards / PPO epochs",
+             " / ".join(f"{metrics[k]:.2f}" for k in TIME_SPLIT)],
             [f"peak memory (MB, {metrics['peak_memory_kind']})", metrics["peak_memory_mb"]],
         ]), "",
     ]

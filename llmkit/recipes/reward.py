@@ -52,7 +52,7 @@ from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output
 
 @dataclass
 class RewardModelConfig(ModelConfig):
-    name: str = opt("pico-llama", "Start model: the SFT run's model/ (full or LoRA), a causal LM (short name, directory, hub id) or a reward model to continue.")
+    name: str = opt("smollm2", "Start model: the SFT run's model/ (full or LoRA), a causal LM (short name, directory, hub id) or a reward model to continue.")
     max_length: int = opt(256, "Pairs whose longer sequence (prompt + response + EOS) has more tokens are dropped and counted.")
     chat_template: str | None = opt(None, "Jinja chat template (text, or a path to a .jinja file); default: the tokenizer's, else llmkit's plain one.")
     pad_token: str | None = opt(None, "Pad token when the tokenizer's is its EOS (the reward is read at the EOS); default: its unk token, or a pad-named token of the vocabulary.")
@@ -63,6 +63,7 @@ class RewardTrainConfig(TrainConfig):
     learning_rate: float = opt(1e-3, "Peak learning rate (AdamW).")
     epochs: float = opt(1.0, "Passes over the pairs (one is usual: reward models overfit fast, InstructGPT section 3.5).")
     batch_size: int = opt(24, "Global batch size in pairs; a multiple of a prompt's pair count (6 for 4 ranked responses) keeps a prompt's pairs in one batch.")
+    micro_batch_size: int | None = opt(12, "Most pairs per process per forward pass (a multiple of a prompt's pair count keeps its pairs together, and each distinct response runs once); accumulation is derived.")
     warmup_ratio: float = opt(0.03, "Fraction of steps with linear warm-up.")
     save_steps: int = opt(100, "Checkpoint every N optimizer steps for resuming (0: at each epoch end; runs are often one epoch).")
     margin: float = opt(0.0, "Llama 2 margin loss: m = margin x the pair's strength (its `margin` column, or the rank gap); 0: plain Bradley-Terry.")
@@ -363,7 +364,8 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         offset = calib["offset"]
         metrics = {
             **{k: after[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss")},
-            **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss") if k in before},
+            **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss", "accuracy_by_rank_pair")
+               if k in before},
             "train_loss": result.training_loss, "calibration_offset": offset, "calibration_scale": calib["scale"],
             "calibration_samples": calib["num_demonstrations"], "mean_reward_by_rank": mean_by_rank(scores, offset),
             "accuracy_by_rank_pair": after.get("accuracy_by_rank_pair"), "accuracy_by_task": after.get("accuracy_by_task"),

@@ -11,12 +11,15 @@ method's, not the measurement's.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import torch
 
 from llmkit.config import (
     EvalConfig,
@@ -49,7 +52,7 @@ from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output
 
 @dataclass
 class SFTModelConfig(ModelConfig):
-    name: str = opt("pico-llama", "Causal LM: short name (pico-llama: the embedded model), local directory or hub id.")
+    name: str = opt("smollm2", "Causal LM: short name (smollm2: the embedded SmolLM2-135M-Instruct; pico-llama, tiny-llama for tests), local directory or hub id.")
     max_length: int = opt(256, "Truncate training sequences to this many tokens.")
     chat_template: str | None = opt(None, "Jinja chat template (text, or a path to a .jinja file); default: the tokenizer's, else llmkit's plain one.")
     pad_token: str | None = opt(None, "Pad token; default: the tokenizer's, even when it is the EOS (labels, not pad ids, mark the tokens that train, so the EOS still trains).")
@@ -121,13 +124,19 @@ def history_callback(history: History, clock: list):
 
 
 def trainer_class(token_metrics: bool):
-    """TRL's SFTTrainer, or (default) one whose loss is the model's own, as a plain loop computes it.
+    """TRL's SFTTrainer, or (default) one whose loss is the model's own, as a plain loop computes it,
+    with logits only where a label is.
 
     SFTTrainer.compute_loss runs a fused LM head that also yields per-token entropy and top-1
     accuracy, gathered and synced to the host for its logs on every step. The loss is the same
     (checked in tests), but on small models the extra work is ~15-20% of a step, which is why
     llmkit's step fell to 0.82x a hand-written loop (benchmarks/results/sft_cpu.md). Turn the
     metrics back on with train.token_metrics=true.
+
+    The LM head is a large share of a small model's work (SmolLM2: 49,152 x 576, a fifth of the
+    forward pass), and with the loss on answers only most positions carry no label. The lean trainer
+    asks the model for the logits of labelled positions only (transformers' boolean `logits_to_keep`
+    and `shift_labels`), which gives the same loss and gradients (tested) without the (B, T, V) logits.
     """
     from transformers import Trainer
     from trl import SFTTrainer
@@ -138,10 +147,25 @@ def trainer_class(token_metrics: bool):
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
+            if "labels" in inputs and sparse_logits_ok(model):
+                labels = inputs["labels"]
+                keep = torch.zeros_like(labels, dtype=torch.bool)  # (B, T): the logit at t predicts t + 1
+                keep[:, :-1] = labels[:, 1:] != -100
+                inputs = {**inputs, "logits_to_keep": keep, "shift_labels": labels[:, 1:][keep[:, :-1]]}
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
     return LeanSFTTrainer
+
+
+def sparse_logits_ok(model) -> bool:
+    """Whether the model returns one position per input position and takes `logits_to_keep`: not so
+    for PEFT's prompt learning other than prefix tuning, which prepends virtual tokens to the input."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return False
+    peft = getattr(model, "active_peft_config", None)
+    return not (peft is not None and peft.is_prompt_learning and peft.peft_type != "PREFIX_TUNING")
 
 
 def steady_tokens_per_second(clock: list, skip: int = 5) -> float | None:

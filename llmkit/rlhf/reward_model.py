@@ -17,7 +17,7 @@ The last valid token is found from the attention mask, not from pad ids, and pos
 the cumulative sum of the mask, so a left-padded batch scores exactly like a right-padded one
 (brief pitfalls P3, P4; TRL #2778).
 
-    model, tokenizer, offset = load_reward_model("runs/reward-full/model")
+    model, tokenizer, offset = load_reward_model("runs/reward-lora/model")
     score_texts(model, tokenizer, prompts, responses, offset)      # calibrated rewards
 """
 

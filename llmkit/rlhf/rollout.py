@@ -15,6 +15,7 @@ first PPO ratio is 1 (tested).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -68,13 +69,23 @@ def _inputs(r: Rollout, dev):
     return ids, mask, positions
 
 
+def _takes_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def forward_logprobs(model, r: Rollout, temperature: float, *, with_entropy: bool = False):
     """Per-token log-probs of the response tokens under `model` at `temperature` ((B, R), 0 on
-    padding); with_entropy also returns the mean entropy over valid tokens."""
+    padding); with_entropy also returns the mean entropy over valid tokens.
+
+    Only the last R + 1 positions get logits (transformers' `logits_to_keep`, where the model takes
+    it): the responses sit at the end of every row, and the LM head over the query positions would
+    be most of a small model's LM-head work."""
     dev = next(model.parameters()).device
     ids, mask, positions = _inputs(r, dev)
-    q = r.query.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, q - 1:-1].float()
+    keep = r.response.shape[1] + 1
+    extra = {"logits_to_keep": keep} if _takes_logits_to_keep(model) else {}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **extra).logits[:, -keep:-1].float()
     resp_mask = r.response_mask.to(dev)
     logp = logprobs_from_logits(logits, r.response.to(dev), temperature) * resp_mask
     if with_entropy:

@@ -1,7 +1,7 @@
 """Text-completion backends for Self-Instruct generation: a prompt is continued until a stop string,
 EOS or `max_tokens`, the same request shape for a local model and for an OpenAI-compatible server.
 
-    backend = make_backend(BackendConfig(kind="transformers", model="pico-llama"))
+    backend = make_backend(BackendConfig(kind="transformers", model="smollm2"))
     [c] = backend.complete(["Task 1: ...\\nTask 2:"], max_tokens=64, stop=["\\n\\n"])
     c.text, c.finish_reason        # continuation cut before the stop string; "stop" or "length"
 
@@ -66,7 +66,7 @@ class Completion:
 @dataclass
 class BackendConfig:
     kind: Literal["transformers", "openai"] = opt("transformers", "Where completions come from: a local model (transformers) or an OpenAI-compatible server (openai).")
-    model: str = opt("pico-llama", "transformers: short name (pico-llama, tiny-llama, tiny-gpt2), local directory or a run's adapter directory. openai: the model name sent to the server.")
+    model: str = opt("smollm2", "transformers: short name (smollm2, pico-llama, tiny-llama, tiny-gpt2), local directory or a run's adapter directory. openai: the model name sent to the server.")
     base_url: str | None = opt(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1. Default: env OPENAI_BASE_URL.")
     api_key: str | None = opt(None, "openai: API key. Default: env OPENAI_API_KEY, else \"EMPTY\" (local servers).")
     api: Literal["completions", "chat"] = opt("completions", "openai: /v1/completions (raw continuation) or /v1/chat/completions (the prompt as one user message).")
