@@ -102,7 +102,8 @@ def install_carried() -> None:
 
 
 def random_model(out: Path, shape: dict, tokenizer_dir: Path | None) -> Path:
-    """A random-init Llama/Qwen2-shaped causal LM in `out`, with the given tokenizer or a tiny trained one."""
+    """A random-init Llama of `shape` in `out` with a tiny trained tokenizer, or of the config and tokenizer in
+    `tokenizer_dir` (SmolLM2's, carried to the GPU machine by `prepare`)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -144,7 +145,7 @@ def llmkit(*args, env=None) -> None:
 
 
 def part_pipeline(tmp: Path, dry: bool) -> list[str]:
-    model = random_model(tmp / "smollm2-shape", {}, None if dry else CARRY / "smollm2-shape")
+    model = random_model(tmp / "smollm2-shape", TINY, None if dry else CARRY / "smollm2-shape")
     t0 = time.perf_counter()
     out = tmp / "pipeline"
     args = ["pipeline", ROOT / "recipes/pipelines/instructgpt_gpu.yaml", "--fast", "--output", out, f"model={model}",
@@ -204,7 +205,8 @@ def part_sft(tmp: Path, dry: bool, methods=("lora", "full")) -> list[str]:
         rows.append([method, f"{m['trainable_params']:,}", f"{tps:,.0f}", f"{100 * mfu:.1f}%" if mfu else "n/a",
                      f"{measured:,.0f} ({m['peak_memory_kind']})", f"{estimated:,.0f}",
                      f"{100 * (estimated - measured) / measured:+.0f}%"])
-    shape = "a tiny Llama (dry run, CPU, fp32)" if dry else f"a random-init Qwen2-0.5B shape ({n_params:,} parameters), bf16, SDPA"
+    shape = ("a tiny Llama (dry run, CPU, fp32)" if dry else
+             f"a random-init Llama with Qwen2-0.5B's dimensions ({n_params:,} parameters), bf16, SDPA")
     return [f"`llmkit train recipes/sft/<method>.yaml` on {shape}: {steps} steps of {batch} sequences of {seq} tokens "
             f"(micro batch {micro}); tokens/s steady-state; MFU against {peak / 1e12:.0f} TFLOP/s dense bf16." if peak else
             f"`llmkit train recipes/sft/<method>.yaml` on {shape}: {steps} steps of {batch} x {seq} tokens; no MFU off a known GPU.",
@@ -244,7 +246,8 @@ def run(parts: list[str], out_dir: Path, dry: bool) -> Path:
     for name in parts:
         title, fn = PARTS[name]
         t = time.perf_counter()
-        body = fn(tmp / name, dry) if (tmp / name).mkdir(parents=True) is None else []
+        (tmp / name).mkdir(parents=True)
+        body = fn(tmp / name, dry)
         lines += [f"## {title}", "", *body, "", f"({time.perf_counter() - t:.0f} s)", ""]
         print(f"{name}: {time.perf_counter() - t:.0f} s", flush=True)
     lines += [f"Whole suite: {time.perf_counter() - t0:.0f} s. Command: `python benchmarks/gpu_suite.py run"

@@ -31,6 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from sft_throughput import machine
 
     from llmkit.methods import get_method
     from llmkit.models.loading import distinct_pad_token
@@ -39,7 +40,6 @@ def main() -> None:
     from llmkit.report import md_table
     from llmkit.rlhf.reward_model import pad_batch
     from llmkit.rlhf.rollout import sample
-    from sft_throughput import machine
 
     model, tok = load_causal(args.model)
     distinct_pad_token(tok)

@@ -70,7 +70,7 @@ def one(micro: int, sparse: bool, steps: int) -> dict:
                 extra = {"logits_to_keep": keep, "shift_labels": labels[:, 1:][keep[:, :-1]]}
             seen: dict[int, int] = {}
 
-            def pack(x):
+            def pack(x, seen=seen):
                 st = x.untyped_storage()
                 if st.data_ptr() not in weights:
                     seen[st.data_ptr()] = st.nbytes()
@@ -98,9 +98,9 @@ def main() -> None:
         print(json.dumps(one(int(args.one[0]), args.one[1] == "1", args.steps)))
         return
     import torch
+    from sft_throughput import machine
 
     from llmkit.report import md_table
-    from sft_throughput import machine
 
     rows = []
     for label, micro, sparse in CONFIGS:

@@ -35,12 +35,14 @@ def llmkit_run(method: str, model: str, steps: int, out: Path, *extra: str, gene
     return json.loads((out / "metrics.json").read_text())
 
 
-def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 4) -> float:
+def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 4) -> tuple[float, float]:
     """tokens/s of a hand-written transformers + PEFT LoRA loop over the batches llmkit trains on:
     the same data, tokenisation, collator, micro batches and shuffled order (taken from an
     SFTTrainer's own dataloader, built with llmkit's settings: micro batches of 4, 4 accumulated per
     optimizer step), so only the training step differs. Its loss is the model's own over every
-    position's logits, as a user writes it."""
+    position's logits, as a user writes it. -> (steady-state tokens/s, peak RSS in MB while training)."""
+    from llmkit.tracking import PeakMemory
+
     import torch
     from accelerate.utils import set_seed
     from datasets import Dataset
@@ -73,6 +75,7 @@ def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 
     sched = get_scheduler("linear", opt, num_warmup_steps=0, num_training_steps=steps)
     model.train()
     tokens, clock = 0, []
+    mem = PeakMemory().__enter__()  # as llmkit's figure: the process's resident set while it trains
     for i in range(0, len(batches), accumulation):
         group = batches[i:i + accumulation]
         n_labels = sum(int((b["labels"][:, 1:] != -100).sum()) for b in group)
@@ -87,8 +90,19 @@ def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 
         sched.step()
         opt.zero_grad()
         clock.append((time.perf_counter(), tokens))
+    mem.__exit__(None, None, None)
     (t0, n0), (t1, n1) = clock[5], clock[-1]  # same steady-state window as llmkit's figure
-    return (n1 - n0) / (t1 - t0)
+    return (n1 - n0) / (t1 - t0), mem.mb
+
+
+def plain_loop_process(model_name: str, steps: int) -> tuple[float, float]:
+    """plain_loop in a fresh process, so its peak memory is its own (as each llmkit run's is)."""
+    res = subprocess.run([sys.executable, __file__, "--plain-loop", model_name, str(steps)], capture_output=True,
+                         text=True, cwd=ROOT)
+    if res.returncode:
+        raise SystemExit(f"plain loop failed:\n{res.stderr[-3000:]}")
+    tps, mb = json.loads(res.stdout.strip().splitlines()[-1])
+    return tps, mb
 
 
 def machine() -> str:
@@ -131,7 +145,11 @@ def main() -> None:
     ap.add_argument("--generate", type=int, default=84, help="held-out prompts for exact match after each method run")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--parts", default="methods,step,packing", help="which sections to (re-)measure")
+    ap.add_argument("--plain-loop", nargs=2, metavar=("MODEL", "STEPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.plain_loop:
+        print(json.dumps(plain_loop(args.plain_loop[0], int(args.plain_loop[1]))))
+        return
     import torch
 
     from llmkit.report import md_table
@@ -153,11 +171,16 @@ def main() -> None:
 
     if "step" in parts:
         n = args.step_steps
-        ratios, ours, plain, trl, trl_ratios = [], [], [], [], []
+        ratios, ours, plain, trl, trl_ratios, mem = [], [], [], [], [], {"llmkit": [], "plain": [], "trl": []}
         for r in range(args.repeats):  # alternate, so drift in machine load hits both sides
-            a = llmkit_run("lora", args.model, n, tmp / f"step-{r}")["steady_tokens_per_second"]
-            b = plain_loop(args.model, n)
-            c = llmkit_run("lora", args.model, n, tmp / f"trl-{r}", "train.token_metrics=true")["steady_tokens_per_second"]
+            m = llmkit_run("lora", args.model, n, tmp / f"step-{r}")
+            a = m["steady_tokens_per_second"]
+            b, plain_mb = plain_loop_process(args.model, n)
+            t = llmkit_run("lora", args.model, n, tmp / f"trl-{r}", "train.token_metrics=true")
+            c = t["steady_tokens_per_second"]
+            mem["llmkit"].append(m["peak_memory_mb"])
+            mem["plain"].append(plain_mb)
+            mem["trl"].append(t["peak_memory_mb"])
             ours.append(a)
             plain.append(b)
             trl.append(c)
@@ -167,10 +190,11 @@ def main() -> None:
                   f"with token metrics {c:.0f} ({c / b:.3f})", flush=True)
         sections["llmkit SFT step vs a plain transformers + PEFT loop"] = "\n".join([
             f"## llmkit SFT step vs a plain transformers + PEFT loop (LoRA, {n} steps per run, {args.repeats} repeats)", "",
-            md_table(["", "median tokens/s", "runs"], [
-                ["llmkit (default)", statistics.median(ours), ", ".join(f"{x:.0f}" for x in ours)],
-                ["llmkit, train.token_metrics=true (TRL's loss path)", statistics.median(trl), ", ".join(f"{x:.0f}" for x in trl)],
-                ["plain loop", statistics.median(plain), ", ".join(f"{x:.0f}" for x in plain)]]), "",
+            md_table(["", "median tokens/s", "runs", "median peak RSS (MB)"], [
+                ["llmkit (default)", statistics.median(ours), ", ".join(f"{x:.0f}" for x in ours), statistics.median(mem["llmkit"])],
+                ["llmkit, train.token_metrics=true (TRL's loss path)", statistics.median(trl), ", ".join(f"{x:.0f}" for x in trl),
+                 statistics.median(mem["trl"])],
+                ["plain loop", statistics.median(plain), ", ".join(f"{x:.0f}" for x in plain), statistics.median(mem["plain"])]]), "",
             f"Median ratio llmkit / plain: **{statistics.median(ratios):.3f}** (per repeat: {', '.join(f'{x:.3f}' for x in ratios)}); "
             f"with token metrics: {statistics.median(trl_ratios):.3f} (per repeat: {', '.join(f'{x:.3f}' for x in trl_ratios)}). "
             "The plain loop trains on the same batches: it takes them from an SFTTrainer dataloader built with llmkit's "

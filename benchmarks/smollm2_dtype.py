@@ -28,13 +28,13 @@ def main() -> None:
 
     import torch
     from peft import LoraConfig, get_peft_model
+    from sft_throughput import machine
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmkit.data.sft import SFTDataConfig, generation_prompt, prepare, tokenize
     from llmkit.eval.heldout import generate
     from llmkit.models.smollm2 import CHECK_PROMPTS, model_path
     from llmkit.report import md_table
-    from sft_throughput import machine
 
     path = model_path()
     tok = AutoTokenizer.from_pretrained(path)

@@ -5,7 +5,7 @@
     llmkit eval SUITE.yaml [key=value ...]       generate and score (BLEU, ROUGE, BERTScore, perplexity, ...)
     llmkit generate RECIPE.yaml [key=value ...]  Self-Instruct: grow an instruction set from seed tasks
     llmkit compare OUT_DIR [OUT_DIR ...]         table + plot comparing finished runs
-    llmkit quickstart [--output DIR] [--fast]    the demo: InstructGPT in miniature + every classification method, one report
+    llmkit quickstart [--output DIR] [--fast]    the demo: InstructGPT on SmolLM2 + every classification method, one report
     llmkit pipeline PIPELINE.yaml [--output DIR] [--fast] [name=value ...]
                                                  several recipes in a row (recipes/pipelines/), one report
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
@@ -222,12 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/compare", help="where to write compare.md and compare.png")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("quickstart", help="the demo: InstructGPT in miniature and the classification methods, one report",
-                       description="Self-Instruct -> SFT -> reward model -> PPO -> base vs SFT vs PPO evaluation, then "
+    p = sub.add_parser("quickstart", help="the demo: InstructGPT on SmolLM2 and the classification methods, one report",
+                       description="Self-Instruct -> SFT -> reward model -> PPO -> the base model zero-shot and 3-shot vs "
+                                   "SFT vs PPO on the same held-out prompts, then "
                                    "feature-based, finetune I/II, LoRA, adapters and prefix tuning compared; runs "
                                    "recipes/pipelines/instructgpt_smollm2.yaml. Started again, it keeps finished stages.")
     p.add_argument("--output", default="runs/quickstart", help="output directory (default runs/quickstart)")
-    p.add_argument("--fast", action="store_true", help="the same stages on tiny random models, a few steps each (~3 min)")
+    p.add_argument("--fast", action="store_true", help="the same stages on tiny random models, a few steps each (~1 min)")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("pipeline", help="run a pipeline file (several recipes in a row) and write one report",

@@ -132,7 +132,8 @@ def test_report_has_each_stages_key_numbers(quickstart):
         f"| reward model | held-out pairwise accuracy | {m['reward']['base_pairwise_accuracy']:.3f} | {m['reward']['pairwise_accuracy']:.3f} |",
         f"| reward model | held-out accuracy, best vs second-best response (bundled: correct vs near miss) | "
         f"{m['reward']['base_accuracy_by_rank_pair']['1>2']:.3f} | {m['reward']['accuracy_by_rank_pair']['1>2']:.3f} |",
-        f"| PPO | mean rollout reward, first -> last fifth | {m['ppo']['reward_mean_first']:.3f} | {m['ppo']['reward_mean_last']:.3f} |",
+        f"| PPO | KL to the SFT model per response, nats (last fifth; max) |  | {m['ppo']['kl_last']:.3f}; {m['ppo']['kl_max']:.3f} |",
+        f"| mean rollout reward (first / last fifth of updates) | {m['ppo']['reward_mean_first']:.3f} | {m['ppo']['reward_mean_last']:.3f} |",
         f"| mean reward (reward model) | {m['eval_zeroshot']['reward']:.3f} | {m['eval_fewshot']['reward']:.3f} | "
         f"{m['eval_sft']['reward']:.3f} | {m['eval_ppo']['reward']:.3f} |",
         f"| exact match | {pct(m['eval_zeroshot']['exact_match'])} | {pct(m['eval_fewshot']['exact_match'])} | "

@@ -51,7 +51,6 @@ def test_recipe_parses_and_states_its_command(path):
 
 def _quickstart_recipes() -> set[str]:
     from llmkit.pipeline import load_pipeline
-
     from llmkit.quickstart import QUICKSTART
 
     p = load_pipeline(QUICKSTART, fast=True)

@@ -182,8 +182,8 @@ def trainer_class(groups: list[int]):
     per distinct sequence of a batch.
 
     A prompt's K ranked responses make C(K, 2) pairs, so each response sits in K - 1 of them: with
-    the grouped sampler a batch of 24 pairs holds 4 prompts x 4 responses = 16 distinct sequences,
-    which stock RewardTrainer runs 48 times (chosen and rejected of every pair). Here the model
+    the grouped sampler a micro batch of 12 pairs holds 2 prompts x 4 responses = 8 distinct
+    sequences, which stock RewardTrainer runs 24 times (chosen and rejected of every pair). Here the model
     runs once per distinct row of the padded batch and the pairs' rewards are gathered from it;
     dropout is off, so the rewards, the loss and its gradient are the ones TRL computes (tested),
     at a third of the cost for K = 4.

@@ -147,7 +147,7 @@ def trainer_class(token_metrics: bool):
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs["use_cache"] = False
-            if "labels" in inputs and sparse_logits_ok(model):
+            if "labels" in inputs and sparse_logits_ok(self.accelerator.unwrap_model(model)):  # DDP/ZeRO wrap it
                 labels = inputs["labels"]
                 keep = torch.zeros_like(labels, dtype=torch.bool)  # (B, T): the logit at t predicts t + 1
                 keep[:, :-1] = labels[:, 1:] != -100
