@@ -39,10 +39,8 @@ def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 
     """tokens/s of a hand-written transformers + PEFT LoRA loop over the batches llmkit trains on:
     the same data, tokenisation, collator, micro batches and shuffled order (taken from an
     SFTTrainer's own dataloader, built with llmkit's settings: micro batches of 4, 4 accumulated per
-    optimizer step), so only the training step differs. Its loss is the model's own over every
-    position's logits, as a user writes it. -> (steady-state tokens/s, peak RSS in MB while training)."""
-    from llmkit.tracking import PeakMemory
-
+    optimizer step), so only the training step differs. Its loss is the cross-entropy over every
+    position's logits, as one writes it by hand. -> (steady-state tokens/s, peak RSS in MB while training)."""
     import torch
     from accelerate.utils import set_seed
     from datasets import Dataset
@@ -53,6 +51,7 @@ def plain_loop(model_name: str, steps: int, micro: int = 4, accumulation: int = 
     from llmkit.config import ModelConfig
     from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE, SFTDataConfig, prepare, tokenize
     from llmkit.models.loading import load_tokenizer, resolve_model
+    from llmkit.tracking import PeakMemory
 
     set_seed(42)
     path = resolve_model(model_name)
