@@ -51,7 +51,7 @@ WHEELS = ["trl", "datasets", "dill", "multiprocess", "deepspeed", "hjson", "bits
 QWEN2_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=32768)
 TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024)
+            num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=8192)
 
 
 # ----------------------------------------------------------------------------- prepare (here)

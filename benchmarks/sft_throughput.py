@@ -197,10 +197,11 @@ def main() -> None:
             f"Median ratio llmkit / plain: **{statistics.median(ratios):.3f}** (per repeat: {', '.join(f'{x:.3f}' for x in ratios)}); "
             f"with token metrics: {statistics.median(trl_ratios):.3f} (per repeat: {', '.join(f'{x:.3f}' for x in trl_ratios)}). "
             "The plain loop trains on the same batches: it takes them from an SFTTrainer dataloader built with llmkit's "
-            "settings (same data, tokenisation, collator, shuffled order). All figures are steady-state: non-padding tokens "
+            "settings (same data, tokenisation, collator, micro batches of 4, shuffled order). All figures are steady-state: non-padding tokens "
             "per second from the end of step 5 to the last step, so start-up (model loading, optimizer creation, first-step "
             "allocation) and the final save are left out; llmkit's include everything its Trainer does per step (logging, "
-            "scheduler, clipping, token counting). llmkit's default trainer computes the loss as the model does; TRL's own "
+            "scheduler, clipping, token counting). llmkit's default trainer asks the model for the logits of labelled "
+            "positions only (the plain loop, like most hand-written ones, computes them everywhere); TRL's own "
             "SFTTrainer loss, which adds per-token entropy and accuracy for its logs (`train.token_metrics=true`), is "
             "measured alongside."])
 

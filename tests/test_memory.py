@@ -113,15 +113,16 @@ def test_recommendation_is_the_cheapest_communication_that_fits():
 
 def test_nothing_fits_suggests_the_micro_batch_that_does():
     recipe = ROOT / "recipes/sft/lora.yaml"
-    full = estimate_recipe(recipe)  # micro batch 16, 1 GPU
+    full = estimate_recipe(recipe)  # global batch 16 in micro batches of 4, 1 GPU
+    assert (full.batch_size, full.micro_batch, full.accumulation) == (16, 4, 4)
     fixed = full.rows[0].total - full.rows[0].activations
-    # room for half the activations: 8 sequences per micro batch, 2 accumulation steps keep the global 16
+    # room for half the activations: 2 sequences per micro batch, 8 accumulation steps keep the global 16
     est = estimate_recipe(recipe, ["train.learning_rate=1e-3"], gpu_memory_gib=(fixed + full.activations["total"] / 2) / GIB)
     assert recommend(est.rows) is None
-    assert "train.micro_batch_size=8 (2 accumulation steps), which fits with single_gpu" in est.recommendation()
-    ok = estimate_recipe(recipe, ["train.learning_rate=1e-3", "train.micro_batch_size=8"], gpu_memory_gib=80)
-    assert ok.accumulation == 2 and ok.recommendation().endswith(
-        f"-m llmkit train {recipe} train.learning_rate=1e-3 train.micro_batch_size=8")  # the same overrides
+    assert "train.micro_batch_size=2 (8 accumulation steps), which fits with single_gpu" in est.recommendation()
+    ok = estimate_recipe(recipe, ["train.learning_rate=1e-3", "train.micro_batch_size=2"], gpu_memory_gib=80)
+    assert ok.accumulation == 8 and ok.recommendation().endswith(
+        f"-m llmkit train {recipe} train.learning_rate=1e-3 train.micro_batch_size=2")  # the same overrides
 
 
 # ----------------------------------------------------------------------------- counting on the meta device
@@ -231,9 +232,14 @@ def test_gradient_checkpointing_flag_lowers_activations():
 
 
 def test_last_layers_store_only_the_trained_blocks():
-    est = estimate_recipe(ROOT / "recipes/sft/last_layers.yaml")  # trainable_layers: 1
+    # untied output layer: backward stops at the one trained block
+    est = estimate_recipe(ROOT / "recipes/sft/last_layers.yaml", ["model=tiny-llama"])  # trainable_layers: 1
     assert est.streams[0].layers_with_grad == 1
-    assert estimate_recipe(ROOT / "recipes/sft/lora.yaml").streams[0].layers_with_grad == est.streams[0].shape.layers
+    lora = estimate_recipe(ROOT / "recipes/sft/lora.yaml", ["model=tiny-llama"])
+    assert lora.streams[0].layers_with_grad == est.streams[0].shape.layers > 1
+    # SmolLM2 ties lm_head to the input embeddings: training it trains them, so backward runs through every block
+    tied = estimate_recipe(ROOT / "recipes/sft/last_layers.yaml")
+    assert tied.streams[0].layers_with_grad == tied.streams[0].shape.layers == 30
 
 
 def test_qlora_stores_the_base_in_four_bits():

@@ -253,8 +253,9 @@ def test_tiny_llama_learns_a_clear_preference_and_reloads(tmp_path, run_cli, one
                   "train.learning_rate=3e-3", "train.epochs=2", "train.logging_steps=5", "calibration.num_samples=32",
                   "eval.num_examples=3", f"output_dir={out}")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    for name in ("config.yaml", "metrics.json", "history.jsonl", "report.md", "report.html", "loss.png", "model/model.safetensors",
-                 "model/tokenizer.json", "model/reward_calibration.json"):
+    for name in ("config.yaml", "metrics.json", "history.jsonl", "report.md", "report.html", "loss.png",
+                 "model/adapter_model.safetensors", "model/adapter_config.json", "model/tokenizer.json",
+                 "model/reward_calibration.json"):  # the recipe trains LoRA: model/ is a PEFT adapter
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()
     m = json.loads((out / "metrics.json").read_text())
