@@ -45,11 +45,24 @@ def last_checkpoint(ckpt_dir: str | Path) -> tuple[str, int] | tuple[None, None]
 
 
 def write_json(path: str | Path, obj) -> None:
-    """Write atomically, so a kill never leaves half a file."""
+    """Write atomically, so a kill never leaves half a file; NaN and infinity become null (JSON has
+    neither: a bare `NaN` makes the file unreadable to strict parsers)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    tmp.write_text(json.dumps(_finite(obj), indent=2, default=_jsonable, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def _finite(o):
+    if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _jsonable(o):

@@ -36,6 +36,7 @@ from llmkit.config import (
     to_dict,
 )
 from llmkit.data.classification import ClassifyData, ClassifyDataConfig, prepare
+from llmkit.divergence import check_finite
 from llmkit.errors import ConfigError
 from llmkit.hub import cache_dir
 from llmkit.methods import count_params, get_method, gradient_checkpointing_allowed, load_kwargs
@@ -125,6 +126,7 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
     while step < total:
         for idx in torch.randperm(len(y), generator=g).split(t.batch_size):
             loss = F.cross_entropy(model.head(model.dropout(x[idx])), y[idx])
+            check_finite(step + 1, t.learning_rate, loss=loss)
             loss.backward()
             opt_.step()
             sched.step()
@@ -197,9 +199,11 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
             with accelerator.accumulate(model):
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
                 loss = F.cross_entropy(logits, batch["labels"])
+                check_finite(step + 1, t.learning_rate, loss=loss)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    check_finite(step + 1, t.learning_rate, gradient_norm=norm)
                 optimizer.step()
                 optimizer.zero_grad()
             running.append(loss.detach().float())

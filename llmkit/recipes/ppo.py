@@ -42,6 +42,7 @@ from typing import Literal
 
 from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
 from llmkit.data.sft import prompt_text
+from llmkit.divergence import check_finite
 from llmkit.errors import ConfigError, DataError, LlmkitError
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
@@ -279,7 +280,7 @@ class Ranks:
 
 
 def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, rng: random.Random,
-               ranks: Ranks = Ranks()):
+               ranks: Ranks = Ranks(), update: int = 1):
     """One rollout + `ppo_epochs` passes over this rank's share `batch` of the update's prompts.
     Returns the update's statistics (means over all ranks) and this rank's samples."""
     import torch
@@ -322,13 +323,15 @@ def ppo_update(cfg: PPOConfig, policy, value_model, reference, scorer, batch, to
             pl, ps = core.policy_loss(logp, old_logp[idx], adv[idx], m, clip_range=p.clip_range)
             values = forward_values(value_model, mb)
             vl, vs = core.value_loss(values, old_values[idx], returns[idx], m, clip_range_value=p.clip_range_value)
+            check_finite(update, cfg.train.learning_rate, policy_loss=pl, value_loss=vl)
             pol_opt.zero_grad()
             val_opt.zero_grad()
             (pl + p.vf_coef * vl).backward()
             ranks.average_gradients(q for m_ in (policy, value_model) for q in m_.parameters() if q.requires_grad)
             if cfg.train.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([q for q in policy.parameters() if q.requires_grad], cfg.train.max_grad_norm)
-                torch.nn.utils.clip_grad_norm_([q for q in value_model.parameters() if q.requires_grad], cfg.train.max_grad_norm)
+                norms = [torch.nn.utils.clip_grad_norm_([q for q in m_.parameters() if q.requires_grad], cfg.train.max_grad_norm)
+                         for m_ in (policy, value_model)]
+                check_finite(update, cfg.train.learning_rate, policy_gradient_norm=norms[0], value_gradient_norm=norms[1])
             pol_opt.step()
             val_opt.step()
             stats["policy_loss"].append(pl.item())
@@ -516,7 +519,8 @@ def run(cfg: PPOConfig, out: Path) -> dict:
             # sampling and minibatch order seeded per update and rank: a resumed run draws the same
             torch.manual_seed(cfg.train.seed * 1_000_003 + u * ranks.world + ranks.rank)
             mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{u}:{ranks.rank}")
-            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng, ranks)
+            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng, ranks,
+                                        update=u + 1)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
             if main:

@@ -38,6 +38,7 @@ from llmkit.config import (
     opt,
     to_dict,
 )
+from llmkit.divergence import guard_callback
 from llmkit.errors import ConfigError, DataError
 from llmkit.methods import (
     count_params,
@@ -332,13 +333,13 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         disable_dropout=True,  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
         activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
         gradient_checkpointing=False, bf16=t.mixed_precision == "bf16", fp16=t.mixed_precision == "fp16",
-        **distributed.trainer_args(), include_num_input_tokens_seen="non_padding",
+        **distributed.trainer_args(), include_num_input_tokens_seen="non_padding", logging_nan_inf_filter=False,
         dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
     clock: list = []
     trainer = trainer_class(train_pairs.groups)(
         model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_pairs.rows),
-        callbacks=[history_callback(history, clock)])
+        callbacks=[history_callback(history, clock), guard_callback()])
     with PeakMemory() as mem:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)

@@ -37,6 +37,7 @@ from llmkit.data.sft import (
     prepare,
     tokenize,
 )
+from llmkit.divergence import guard_callback
 from llmkit.errors import ConfigError
 from llmkit.eval.heldout import completion_loss, exact_match, generate
 from llmkit.methods import (
@@ -239,11 +240,11 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         report_to="none", max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing,
         activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing), gradient_checkpointing=False, bf16=t.mixed_precision == "bf16",
         fp16=t.mixed_precision == "fp16", **distributed.trainer_args(),
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
+        include_num_input_tokens_seen="non_padding", logging_nan_inf_filter=False, dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
     )
     clock: list = []
     trainer = trainer_class(t.token_metrics)(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history, clock)])
+                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history, clock), guard_callback()])
     with PeakMemory() as mem:
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=resume)
