@@ -142,7 +142,7 @@ def cmd_sample(args) -> int:
     from llmkit.sample import sample
 
     n = sample(args.model, args.prompts, args.output, base=args.base, max_new_tokens=args.max_new_tokens,
-               batch_size=args.batch_size, temperature=args.temperature)
+               batch_size=args.batch_size, temperature=args.temperature, overwrite=args.overwrite)
     print(f"wrote {n} generations to {args.output}")
     return 0
 
@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never the prompts file)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tiny", help="build a tiny random-init model with its tokenizer (for smoke runs)")

@@ -4,12 +4,13 @@ model, a base + adapter directory, or a merged model; chat prompts go through th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from llmkit.errors import DataError
+from llmkit.errors import ConfigError, DataError
 
 
 def read_prompts(path: str | Path) -> list:
@@ -38,11 +39,30 @@ def read_prompts(path: str | Path) -> list:
     return prompts
 
 
+def check_arguments(prompts_file, output, *, max_new_tokens: int, batch_size: int, temperature: float,
+                    overwrite: bool = False) -> None:
+    """Every argument checked before the model loads, so a mistake costs no generation."""
+    for flag, v in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size)):
+        if v < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {v}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(f"--temperature must be a finite number >= 0 (0: greedy decoding), got {temperature}")
+    out = Path(output)
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory; give the path of a .jsonl file to write")
+    if out.exists() and out.resolve() == Path(prompts_file).resolve():
+        raise ConfigError(f"--output {out} is the prompts file; choose another path")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--output {out} already exists; choose another path or pass --overwrite")
+
+
 def sample(model_name: str, prompts_file: str, output: str, *, base: str | None = None, max_new_tokens: int = 64,
-           batch_size: int = 16, temperature: float = 0.0) -> int:
+           batch_size: int = 16, temperature: float = 0.0, overwrite: bool = False) -> int:
     from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
     from llmkit.models.trained import load_causal
 
+    check_arguments(prompts_file, output, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    temperature=temperature, overwrite=overwrite)
     prompts = read_prompts(prompts_file)
     model, tok = load_causal(model_name, base=base)
     if not tok.chat_template:

@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from llmkit.config import load_yaml
 from llmkit.errors import ConfigError
 from llmkit.recipes import load_config
 
@@ -88,6 +89,13 @@ def test_cli_bad_input_exit_code_2_no_traceback(recipe, run_cli, tmp_path):
         assert len(lines) == 1, res.stderr
     assert "did you mean `train.learning_rate`" in run_cli("train", recipe, "train.lerning_rate=1").stderr
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_a_recipe_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("kind: classify\n# r\xe9sum\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(byte 18: b'\\xe9'\); save the recipe as UTF-8"):
+        load_yaml(path)
 
 
 def test_cli_help_and_print_config(recipe, run_cli):

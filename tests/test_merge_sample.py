@@ -87,3 +87,31 @@ def test_sample_adapter_and_merged_agree(tmp_path, run_cli):
     bad.write_text('{"question": "x"}\n')
     res = run_cli("sample", tmp_path / "adapter", "--prompts", bad, "--output", tmp_path / "o.jsonl")
     assert res.returncode == 2 and "bad.jsonl: line 1: needs a `prompt`" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["batch0", "tokens0", "nan", "negative", "directory", "prompts", "exists"])
+def test_sample_refuses_bad_arguments_before_loading_the_model(case, tmp_path, run_cli):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"accuracy": 0.9}\n')
+    out, extra = tmp_path / "o.jsonl", []
+    expected = {"batch0": "--batch-size must be >= 1, got 0", "tokens0": "--max-new-tokens must be >= 1, got 0",
+                "nan": "--temperature must be a finite number >= 0", "negative": "--temperature must be a finite number",
+                "directory": "is a directory", "prompts": "is the prompts file", "exists": "already exists"}[case]
+    if case == "batch0":
+        extra = ["--batch-size", "0"]
+    elif case == "tokens0":
+        extra = ["--max-new-tokens", "0"]
+    elif case in ("nan", "negative"):
+        extra = ["--temperature", "nan" if case == "nan" else "-1"]
+    elif case == "directory":
+        out = run_dir
+    elif case == "prompts":
+        out, extra = prompts, ["--overwrite"]  # not even with --overwrite
+    else:
+        out = run_dir / "metrics.json"
+    res = run_cli("sample", "no/such-model", "--prompts", prompts, "--output", out, *extra)
+    assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert (run_dir / "metrics.json").read_text() == '{"accuracy": 0.9}\n' and prompts.read_text() == '{"prompt": "hi"}\n'
