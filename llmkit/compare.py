@@ -13,6 +13,7 @@ import yaml
 
 from llmkit.errors import LlmkitError
 from llmkit.report import _plt, md_table
+from llmkit.tracking import check_output_dir
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -31,6 +32,7 @@ def load_run(run_dir: str | Path) -> dict:
 
 def compare(run_dirs: list[str], output: str | Path) -> Path:
     runs = [load_run(d) for d in run_dirs]
+    check_output_dir(output, inputs=run_dirs)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     rows = [[r["label"], r["accuracy"], r.get("macro_f1"), r["trainable_params"],

@@ -30,6 +30,23 @@ def prepare_output_dir(out: str | Path, config: dict, *, overwrite: bool) -> Pat
     return out
 
 
+RUN_MARKERS = ("metrics.json", "config.yaml", "history.jsonl", "adapter_config.json")
+
+
+def check_output_dir(out: str | Path, *, inputs=(), flag: str = "--output") -> None:
+    """Refuse an output directory that is an input, lies inside one or holds one, or holds a run or an
+    adapter (the markers above): a verb other than train never writes into another run."""
+    out = Path(out).resolve()
+    for given in inputs:
+        src = Path(given).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            rel = "is" if out == src else "lies inside" if src in out.parents else "holds"
+            raise LlmkitError(f"{flag} {out} {rel} the input {src}; choose a directory of its own")
+    held = [m for m in RUN_MARKERS if (out / m).exists()]
+    if held:
+        raise LlmkitError(f"{flag} {out} holds another run ({', '.join(held)}); choose a directory of its own")
+
+
 def last_checkpoint(ckpt_dir: str | Path) -> tuple[str, int] | tuple[None, None]:
     """(path, global step) of the newest COMPLETE HF Trainer checkpoint under `ckpt_dir`, or
     (None, None). The Trainer writes a checkpoint in place and its trainer_state.json last, so a

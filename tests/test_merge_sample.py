@@ -69,6 +69,18 @@ def test_merge_refuses_what_cannot_merge(tmp_path, method_name, kw, needle):
         merge(tmp_path / "a", tmp_path / "m")
 
 
+def test_merge_never_writes_into_the_adapter_or_its_run(tmp_path):
+    run = tmp_path / "run"
+    trained_adapter("lora", run / "model", r=4)
+    (run / "metrics.json").write_text("{}")
+    before = sorted(p.name for p in (run / "model").iterdir())
+    for target, needle in ((run / "model", "is the input"), (run / "model" / "merged", "lies inside the input"),
+                           (run, "holds the input"), (run / "merged", "lies inside the input"), (tmp_path, "holds the input")):
+        with pytest.raises(LlmkitError, match=needle):
+            merge(run / "model", target)
+    assert sorted(p.name for p in (run / "model").iterdir()) == before and not (run / "merged").exists()
+
+
 def test_sample_adapter_and_merged_agree(tmp_path, run_cli):
     trained_adapter("lora", tmp_path / "adapter", r=4)
     merge(tmp_path / "adapter", tmp_path / "merged")

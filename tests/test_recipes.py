@@ -140,3 +140,14 @@ def test_compare_writes_table_and_plot(tmp_path, run_cli):
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
     res = run_cli("compare", tmp_path / "nothing-here")
     assert res.returncode == 2 and "not a finished run" in res.stderr
+    # never into a run: neither one of those compared nor any other finished one
+    before = sorted(p.name for p in outs[0].iterdir())
+    for target, needle in ((outs[0], "is the input"), (outs[0] / "cmp", "lies inside the input")):
+        res = run_cli("compare", *outs, "--output", target)
+        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "metrics.json").write_text("{}")
+    res = run_cli("compare", *outs, "--output", other)
+    assert res.returncode == 2 and "holds another run (metrics.json)" in res.stderr
+    assert sorted(p.name for p in outs[0].iterdir()) == before and not (other / "compare.md").exists()

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from llmkit.errors import LlmkitError
+from llmkit.tracking import check_output_dir
 
 
 def adapter_info(path: Path) -> dict | None:
@@ -69,6 +70,7 @@ def merge(adapter_dir: str | Path, output: str | Path, *, base: str | None = Non
     from llmkit.models.loading import resolve_model
 
     path = Path(adapter_dir)
+    check_output_dir(output, inputs=[path, *([path.parent] if (path.parent / "metrics.json").is_file() else [])])
     if (path / "classifier.json").is_file():
         return _merge_classifier(path, Path(output))
     info = adapter_info(path)
