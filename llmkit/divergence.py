@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from llmkit.errors import LlmkitError
+from llmkit.tracking import last_checkpoint
 
 
 class Diverged(LlmkitError):
@@ -30,8 +31,6 @@ def _value(v) -> float:
 
 def message(step: int, what: str, value: float, learning_rate: float | None = None,
             checkpoints: str | Path | None = None, applied: bool = False) -> str:
-    from llmkit.tracking import last_checkpoint
-
     lr = f" (train.learning_rate={learning_rate:g})" if learning_rate is not None else ""
     where = ""
     if checkpoints is not None:

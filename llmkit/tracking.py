@@ -71,6 +71,7 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def _finite(o):
+    """`o` with every NaN or infinite float (tensor and numpy scalars included) replaced by None."""
     if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
         o = o.item()
     if isinstance(o, float):
@@ -104,9 +105,8 @@ class History:
             self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, **record) -> None:
-        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(record, default=_jsonable) + "\n")
+            fh.write(json.dumps(_finite(record), default=_jsonable, allow_nan=False) + "\n")
             fh.flush()
 
 

