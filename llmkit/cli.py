@@ -29,11 +29,11 @@ from llmkit.errors import LlmkitError
 
 def _train_epilog() -> str:
     from llmkit.methods import REGISTRY
-    from llmkit.recipes import RECIPES
+    from llmkit.recipes import KINDS
 
-    kinds = "\n".join(f"  {k:<10} {r.summary}" for k, r in RECIPES.items())
+    kinds = "\n".join(f"  {k:<14} {summary}" for k, (_, summary) in KINDS.items())
     methods = "\n".join(f"  {name:<14} {_first_line(m)}" for name, m in REGISTRY.items())
-    return (f"recipe kinds (the `kind:` key of a recipe file):\n{kinds}\n\nmethods (`method.name`):\n{methods}\n\n"
+    return (f"kinds (the `kind:` key of a recipe file; llmkit train runs the first ones, the others name their verb):\n{kinds}\n\nmethods (`method.name`):\n{methods}\n\n"
             "overrides use the YAML's dotted names: train.learning_rate=1e-4 model.name=tiny-bert\n"
             "aliases: learning_rate epochs max_steps batch_size seed (train.*), output_dir (output.dir),\n"
             "         model=NAME (model.name), method=NAME (method.name), data=PATH (data.path)")
@@ -108,7 +108,7 @@ def cmd_compare(args) -> int:
 def cmd_quickstart(args) -> int:
     from llmkit.quickstart import quickstart
 
-    quickstart(args.output, fast=args.fast)
+    quickstart(main, args.output, fast=args.fast)
     return 0
 
 
@@ -127,7 +127,7 @@ def cmd_pipeline(args) -> int:
             launch = shlex.join(["accelerate", "launch", "--config_file", str(s.launch), *s.launch_args, "-m"]) + " " if s.launch else ""
             print(f"{s.name}: {launch}llmkit {shlex.join(s.command())}")
         return 0
-    run(args.pipeline, output=args.output, fast=args.fast, var_overrides=args.overrides)
+    run(args.pipeline, main, output=args.output, fast=args.fast, var_overrides=args.overrides)
     return 0
 
 

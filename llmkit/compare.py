@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from llmkit.errors import LlmkitError
+from llmkit.recipes import Recipe
 from llmkit.report import _plt, md_table
 from llmkit.tracking import check_output_dir
 
@@ -73,3 +74,11 @@ def _plot(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _summary_line(runs: dict) -> str:
+    return f"{len(runs['runs'])} methods compared"
+
+
+RECIPE = Recipe(kind="compare", verb="compare", done_file="compare.json", report_file="compare.md",
+                summary_line=_summary_line)

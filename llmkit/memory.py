@@ -343,6 +343,7 @@ class Estimate:
     gpu_memory: float | None
     notes: list[str] = field(default_factory=list)
     batch_size: int | None = None  # the global batch the micro batch is derived from (None: not adjustable)
+    sharded: bool = True  # the recipe runs under DeepSpeed/FSDP profiles (else one process or data parallel only)
     overrides: list[str] = field(default_factory=list)  # for the recommended `llmkit train` command
 
     def smaller_micro_batch(self) -> tuple[int, Row] | None:
@@ -387,12 +388,13 @@ class Estimate:
         procs = "" if profile == "single_gpu" else f" --num_processes {self.num_gpus}"
         args = " ".join(shlex.quote(a) for a in [self.recipe, *self.overrides])
         how = f"accelerate launch --config_file accelerate_configs/{profile}.yaml{edit}{procs} -m llmkit train {args}"
-        if self.kind == "ppo":  # its own loop: one process or data parallel, no DeepSpeed/FSDP
+        if not self.sharded:  # one process or data parallel: no DeepSpeed/FSDP profile
             how = (f"llmkit train {args}" if self.num_gpus == 1 else
                    f"accelerate launch --config_file accelerate_configs/multi_gpu.yaml --num_processes {self.num_gpus} -m llmkit train {args}")
         line = f"{row.profiles[0]}: {human(row.total)} of {cap} per GPU; {how}"
-        if self.kind == "ppo" and row.profiles[0] not in ("single_gpu", "multi_gpu"):
-            line += " (but the ppo recipe runs only in one process or data parallel: sharded rows show what it would take)"
+        if not self.sharded and row.profiles[0] not in ("single_gpu", "multi_gpu"):
+            line += (f" (but the {self.kind} recipe runs only in one process or data parallel: sharded rows show "
+                     f"what it would take)")
         return line
 
     def table(self) -> str:
@@ -472,10 +474,6 @@ class Estimate:
 
 
 # ----------------------------------------------------------------------------- model configs, no weights
-
-
-def _default(cls, section: str, key: str):
-    return getattr(getattr(cls(), section), key)
 
 
 def model_config(name: str, *, revision: str | None = None, trust_remote_code: bool = False, key: str = "model.name"):
@@ -567,11 +565,11 @@ def layers_with_grad(model) -> int:
     return 0 if first is None else len(blocks) - first
 
 
-def _largest_module(model) -> int:
+def largest_module(model) -> int:
     return max((sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
 
 
-def _count(model) -> tuple[int, int]:
+def count_model(model) -> tuple[int, int]:
     from llmkit.methods import count_params
 
     trainable, total = count_params(model)
@@ -648,7 +646,7 @@ def analytic_count(model, method_name: str, method_cfg) -> tuple[int, list]:
     raise ConfigError(f"no analytic count for method {method_name!r}")
 
 
-def _apply_method(model, method_name: str, method_cfg, notes: list[str]):
+def apply_method(model, method_name: str, method_cfg, notes: list[str]):
     """Apply the method on the meta device -> (model, 0). If it cannot run there, freeze the base as
     the method would and count what it adds analytically -> (model, parameters added)."""
     from llmkit.methods import get_method
@@ -660,7 +658,7 @@ def _apply_method(model, method_name: str, method_cfg, notes: list[str]):
     try:
         with warnings.catch_warnings():  # deprecation chatter from peft/transformers internals
             warnings.simplefilter("ignore", FutureWarning)
-            return _meta(lambda: method.apply(model, method_cfg)), 0
+            return on_meta(lambda: method.apply(model, method_cfg)), 0
     except LlmkitError:
         raise
     except Exception as e:  # noqa: BLE001 - any library failure on meta tensors
@@ -674,12 +672,12 @@ def _apply_method(model, method_name: str, method_cfg, notes: list[str]):
         return model, added
 
 
-def _held(role: str, model, method_cfg=None, added: int = 0, note: str = "") -> Held:
+def held(role: str, model, method_cfg=None, added: int = 0, note: str = "") -> Held:
     """Count a (meta) model, plus `added` trainable parameters counted analytically; for a 4-bit
     method, the frozen base split into quantised linear weights and the rest."""
-    trainable, frozen = _count(model)
+    trainable, frozen = count_model(model)
     trainable += added
-    largest = _largest_module(model)
+    largest = largest_module(model)
     quant = getattr(method_cfg, "quant_type", None)  # QLoRA's config: the frozen base loads in 4 bits
     if quant:
         q = _quantised_linears(model)
@@ -688,13 +686,13 @@ def _held(role: str, model, method_cfg=None, added: int = 0, note: str = "") -> 
     return Held(role, trainable, frozen, largest_module=largest, note=note)
 
 
-def _stored_layers(model, added: int, shape: Shape) -> int:
+def stored_layers(model, added: int, shape: Shape) -> int:
     """Blocks that store activations; a method counted analytically adds parameters inside every
     block or before them (LoRA, adapters, prefixes, prompts), so all blocks do."""
     return shape.layers if added else layers_with_grad(model)
 
 
-def _meta(build):
+def on_meta(build):
     import torch
 
     with torch.device("meta"):
@@ -704,7 +702,7 @@ def _meta(build):
 def meta_causal_lm(config):
     from transformers import AutoModelForCausalLM
 
-    return _meta(lambda: AutoModelForCausalLM.from_config(config))
+    return on_meta(lambda: AutoModelForCausalLM.from_config(config))
 
 
 def meta_seq_cls(config):
@@ -712,16 +710,16 @@ def meta_seq_cls(config):
 
     config = copy.deepcopy(config)
     config.num_labels = 1
-    return _meta(lambda: AutoModelForSequenceClassification.from_config(config))
+    return on_meta(lambda: AutoModelForSequenceClassification.from_config(config))
 
 
 def meta_backbone(config):
     from transformers import AutoModel
 
-    return _meta(lambda: AutoModel.from_config(config))
+    return on_meta(lambda: AutoModel.from_config(config))
 
 
-def _checkpointing(requested: bool | None, recipe_value: bool, method_name: str, notes: list[str]) -> bool:
+def checkpointing(requested: bool | None, recipe_value: bool, method_name: str, notes: list[str]) -> bool:
     from llmkit.methods import get_method
 
     on = recipe_value if requested is None else requested
@@ -730,124 +728,6 @@ def _checkpointing(requested: bool | None, recipe_value: bool, method_name: str,
                      f"(llmkit/methods/{method_name}.py), as `llmkit train` would do")
         return False
     return on
-
-
-def _count_classify(cfg, n: int, ckpt_request, notes):
-    from llmkit.models.classifier import SequenceClassifier
-
-    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    backbone = meta_backbone(config)
-    shape = shape_of(backbone)
-    model = _meta(lambda: SequenceClassifier(backbone, 2, cfg.model.pooling))
-    model.backbone, added = _apply_method(backbone, cfg.method.name, cfg.method, notes)
-    notes.append("the classifier head is counted for 2 labels (the data decides; it is h*C + C parameters)")
-    held = _held("model", model, cfg.method, added)
-    stored = _stored_layers(model.backbone, added, shape)
-    if any(p.requires_grad for p in model.backbone.parameters()) or added:
-        micro, accum = cfg.train.batch_plan(n)
-        ckpt = _checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
-        return desc, [held], [Stream("model", shape, micro, cfg.model.max_length, stored, False)], micro, accum, ckpt, {}
-    notes.append(f"backbone frozen: the recipe embeds the texts once (eval.batch_size={cfg.eval.batch_size}, no "
-                 f"gradients) and fits the head on the cached features")
-    return desc, [held], [Stream("model", shape, cfg.eval.batch_size, cfg.model.max_length, 0, False)], \
-        cfg.eval.batch_size, 1, False, {}
-
-
-def _count_sft(cfg, n: int, ckpt_request, notes):
-    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    model = meta_causal_lm(config)
-    shape = shape_of(model)
-    model, added = _apply_method(model, cfg.method.name, cfg.method, notes)
-    stored = _stored_layers(model, added, shape)
-    micro, accum = cfg.train.batch_plan(n)
-    ckpt = _checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
-    return desc, [_held("model", model, cfg.method, added)], \
-        [Stream("model", shape, micro, cfg.model.max_length, stored, True)], micro, accum, ckpt, {}
-
-
-def _count_reward(cfg, n: int, ckpt_request, notes):
-    from llmkit.methods import get_method
-    from llmkit.rlhf.reward_model import train_head
-
-    if hasattr(get_method(cfg.method.name), "save"):
-        raise ConfigError(f"method {cfg.method.name} saves only its own modules, not the reward head; "
-                          f"use method=full or method=lora")
-    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    model = meta_seq_cls(config)
-    shape = shape_of(model)
-    model, added = _apply_method(model, cfg.method.name, cfg.method, notes)
-    _meta(lambda: train_head(model))
-    held = _held("model", model, cfg.method, added)
-    stored = _stored_layers(model, added, shape)
-    micro, accum = cfg.train.batch_plan(n)
-    ckpt = _checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
-    notes.append(f"a micro batch of {micro} pairs is {2 * micro} sequences (chosen and rejected in one forward)")
-    return desc, [held], [Stream("model", shape, 2 * micro, cfg.model.max_length, stored, False)], micro, accum, ckpt, {}
-
-
-def _ppo_source(value: str, default: str, key: str, notes: list[str]) -> str:
-    """A run directory the PPO recipe expects (runs/sft-lora/model, runs/reward-lora/model) that is not
-    there yet: its default comes from the embedded model, so estimate with that model's shape."""
-    if value == default and not Path(value).exists():
-        from llmkit.recipes.sft import SFTModelConfig
-
-        base = SFTModelConfig().name
-        notes.append(f"{key}={value} does not exist yet; estimated with the shape of {base}, the model the "
-                     f"recipes train it from (set {key}=... to estimate another)")
-        return base
-    return value
-
-
-def _count_ppo(cfg, n: int, ckpt_request, notes):
-    from llmkit.recipes.ppo import PPOConfig
-
-    cfg.validate()
-    if cfg.method.name not in ("full", "lora"):
-        raise ConfigError(f"ppo trains the policy with method full (separate frozen reference) or lora (reference = "
-                          f"adapter disabled), got {cfg.method.name!r}")
-    name = _ppo_source(cfg.model.name, _default(PPOConfig, "model", "name"), "model.name", notes)
-    config, desc = model_config(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    policy = meta_causal_lm(config)
-    shape = shape_of(policy)
-    policy, added = _apply_method(policy, cfg.method.name, cfg.method, notes)
-    helds = [_held("policy", policy, cfg.method, added)]
-    if cfg.method.name == "full":
-        helds.append(Held("reference", 0, helds[0].total, largest_module=helds[0].largest_module,
-                          note="a second, frozen copy of the SFT model"))
-    else:
-        helds.append(Held("reference", 0, 0, note="the policy with its LoRA adapter disabled: no copy"))
-    if cfg.reward.function:
-        value = meta_backbone(config)
-        vnote = "policy backbone + scalar head (reward.function: no reward model)"
-    else:
-        rm_name = _ppo_source(cfg.reward.model, _default(PPOConfig, "reward", "model"), "reward.model", notes)
-        rm_config, _ = model_config(rm_name, key="reward.model")
-        rm = meta_seq_cls(rm_config)
-        trainable, frozen = _count(rm)
-        helds.append(Held("reward model", 0, trainable + frozen, largest_module=_largest_module(rm), note="frozen"))
-        value = meta_backbone(rm_config)
-        vnote = "reward model backbone + scalar head, all trainable"
-    vt, vf = _count(value)
-    h = value.config.hidden_size
-    helds.append(Held("value model", vt + vf + h, 0, largest_module=_largest_module(value), note=vnote))
-    p = cfg.ppo
-    s = cfg.model.max_length + p.max_new_tokens
-    notes.append(f"PPO sequence length = model.max_length ({cfg.model.max_length}, taken as the prompt bound) + "
-                 f"ppo.max_new_tokens ({p.max_new_tokens}); micro batch = ppo.mini_batch_size / GPUs, no accumulation")
-    if n > 1:
-        notes.append("the ppo recipe runs in one process or data parallel (multi_gpu.yaml); it refuses DeepSpeed/FSDP "
-                     "profiles, so the ZeRO rows show what it would take")
-    stored = _stored_layers(policy, added, shape)
-    vshape = shape_of(value)
-    streams = [Stream("policy", shape, max(1, p.mini_batch_size // n), s, stored, True),
-               Stream("value model", vshape, max(1, p.mini_batch_size // n), s, vshape.layers, False)]
-    extra = {"rollout": (p.rollout_batch_size, cfg.model.max_length, p.max_new_tokens)}
-    if ckpt_request:
-        notes.append("the ppo recipe does not checkpoint activations today; the figure shows what it would save")
-    return desc, helds, streams, max(1, p.mini_batch_size // n), 1, bool(ckpt_request), extra
-
-
-COUNTERS = {"classify": _count_classify, "sft": _count_sft, "reward": _count_reward, "ppo": _count_ppo}
 
 
 def estimate_recipe(path: str | Path, overrides: list[str] = (), *, num_gpus: int = 1, zero_stage: int | None = None,
@@ -866,10 +746,10 @@ def estimate_recipe(path: str | Path, overrides: list[str] = (), *, num_gpus: in
         raise ConfigError(f"--gpu-memory must be > 0 (GiB), got {gpu_memory_gib}")
     rows = strategies(zero_stage, offload)
     recipe, cfg = load_config(path, overrides)
-    if recipe.kind not in COUNTERS:
+    if recipe.count_memory is None:
         raise ConfigError(f"{path}: no memory estimate for recipes of kind {recipe.kind!r}")
     notes: list[str] = []
-    desc, helds, streams, micro, accum, ckpt, extra = COUNTERS[recipe.kind](cfg, num_gpus, gradient_checkpointing, notes)
+    desc, helds, streams, micro, accum, ckpt, extra = recipe.count_memory(cfg, num_gpus, gradient_checkpointing, notes)
     prec = PRECISIONS[precision]
     train = sum(sum(activation_bytes(s.shape, s.batch, s.seq_len, layers_with_grad=s.layers_with_grad,
                                      checkpointing=ckpt, lm_logits=s.lm_logits, factor=prec.activation_factor).values())
@@ -880,21 +760,22 @@ def estimate_recipe(path: str | Path, overrides: list[str] = (), *, num_gpus: in
         acts["rollout"] = rollout_bytes(streams[0].shape, b, q, r, prec.activation_factor)
     acts["total"] = max(acts.values())
     model_dtype = getattr(cfg.model, "dtype", None)
-    if recipe.kind == "ppo" and precision != "fp32":
-        notes.append("the ppo recipe loads its models in fp32 and does not autocast today: --precision fp32 "
+    if not recipe.autocast and precision != "fp32":
+        notes.append(f"the {recipe.kind} recipe loads its models in fp32 and does not autocast today: --precision fp32 "
                      "estimates what it does now")
     elif model_dtype == "float32" and precision != "fp32" and any(h.frozen for h in helds):
         notes.append(f"the recipe loads weights in model.dtype=float32: without DeepSpeed (which casts to "
                      f"{precision}) frozen weights then take 4 bytes each, not {prec.frozen}; set "
                      f"model.dtype=bfloat16 to match this estimate")
     gpu_bytes = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
-    adjustable = recipe.kind != "ppo" and any(s.layers_with_grad for s in streams)  # trains through the blocks
+    adjustable = recipe.trainer_batching and any(s.layers_with_grad for s in streams)  # trains through the blocks
     command = list(overrides)
-    if recipe.kind != "ppo" and ckpt != cfg.train.gradient_checkpointing:  # the run must do what was estimated
+    if recipe.trainer_batching and ckpt != cfg.train.gradient_checkpointing:  # the run must do what was estimated
         command.append(f"train.gradient_checkpointing={str(ckpt).lower()}")
     return Estimate(recipe=str(path), kind=recipe.kind, method=cfg.method.name, model=desc, num_gpus=num_gpus,
                     precision=prec, gradient_checkpointing=ckpt, helds=helds, streams=streams, micro_batch=micro,
                     accumulation=accum, seq_len=streams[0].seq_len, activations=acts,
                     rows=estimate_rows(helds, acts["total"], prec, num_gpus, rows, overhead=overhead, gpu_memory=gpu_bytes),
                     gpu_memory=gpu_bytes, notes=notes, batch_size=cfg.train.batch_size if adjustable else None,
+                    sharded=recipe.sharded,
                     overrides=command)

@@ -44,11 +44,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmkit import recipes
 from llmkit.config import load_yaml
 from llmkit.errors import ConfigError, LlmkitError
 
-RUNS = ("train", "generate", "eval", "compare")
-DONE_FILE = {"train": "metrics.json", "eval": "metrics.json", "generate": "stats.json", "compare": "compare.json"}
 STAGE_KEYS = {"name", "title", "run", "recipe", "set", "fast", "runs", "launch"}
 TOP_KEYS = {"kind", "name", "description", "output", "vars", "fast_vars", "launch", "stages"}
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -68,9 +67,9 @@ class Stage:
     out: Path = field(default_factory=Path)
 
     def command(self) -> list[str]:
-        if self.run == "compare":
-            return ["compare", *map(str, self.runs), "--output", str(self.out)]
-        out_key = "output.dir" if self.run in ("eval", "generate") else "output_dir"
+        if self.recipe is None:  # compare: the runs it reads, no recipe file
+            return [self.run, *map(str, self.runs), "--output", str(self.out)]
+        out_key = "output_dir" if self.run == "train" else "output.dir"  # (the alias, as pipeline.json has recorded it)
         return [self.run, str(self.recipe), *self.overrides, f"{out_key}={self.out}"]
 
     def argv(self) -> list[str]:
@@ -80,7 +79,7 @@ class Stage:
         return [sys.executable, "-m", "llmkit", *self.command()]
 
     def done(self) -> bool:
-        return (self.out / DONE_FILE[self.run]).is_file()
+        return (self.out / recipes.get(self.kind).done_file).is_file()
 
 
 @dataclass
@@ -178,14 +177,14 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
         if name in values["__stages__"] or name in variables:
             raise ConfigError(f"{where}: the name is already used by a {'stage' if name in values['__stages__'] else 'variable'}")
         run = s.get("run")
-        if run not in RUNS:
-            raise ConfigError(f"{where}: `run` must be one of {', '.join(RUNS)}, got {run!r}")
+        if run not in recipes.verbs():
+            raise ConfigError(f"{where}: `run` must be one of {', '.join(recipes.verbs())}, got {run!r}")
         overrides = [_fill(o, values, where) for o in _strings(s.get("set"), f"{where}: `set`")]
         if fast:
             overrides += [_fill(o, values, where) for o in _strings(s.get("fast"), f"{where}: `fast`")]
         runs: list[str] = []
         recipe = None
-        if run == "compare":
+        if run != "train" and recipes.for_verb(run).config_cls is None:  # compare: it reads earlier stages' runs
             runs_raw = s.get("runs")
             if not isinstance(runs_raw, list) or not runs_raw:
                 raise ConfigError(f"{where}: `runs` must list earlier stages to compare")
@@ -220,22 +219,13 @@ def _check_stage(stage: Stage, where: str) -> str:
     """Build the stage's config as its command will (without running anything); -> its kind."""
     try:
         if stage.run == "train":
-            from llmkit.recipes import load_config
-
-            return load_config(stage.recipe, stage.overrides)[0].kind
-        if stage.run == "eval":
-            from llmkit.eval.suite import load_suite
-
-            load_suite(stage.recipe, stage.overrides)
-            return "eval"
-        if stage.run == "generate":
-            from llmkit.selfinstruct.pipeline import load_config as load_generate
-
-            load_generate(stage.recipe, stage.overrides)
-            return "self_instruct"
+            return recipes.load_config(stage.recipe, stage.overrides)[0].kind
+        rec = recipes.for_verb(stage.run)
+        if rec.load is not None:
+            rec.load(stage.recipe, stage.overrides)
+        return rec.kind
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    return "compare"
 
 
 # ----------------------------------------------------------------------------- running
@@ -265,9 +255,7 @@ def _check_unchanged(p: Pipeline, record: dict) -> None:
                 f"now: llmkit {shlex.join(s.command())}); use another --output, or delete {p.output} to start over")
 
 
-PRELOAD = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "matplotlib.pyplot",
-           "llmkit.cli", "llmkit.recipes.classify", "llmkit.recipes.sft", "llmkit.recipes.reward", "llmkit.recipes.ppo",
-           "llmkit.eval.suite", "llmkit.selfinstruct.pipeline", "llmkit.compare")
+PRELOAD = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "matplotlib.pyplot")  # + every kind's module
 
 
 def forking() -> bool:
@@ -284,9 +272,11 @@ def preload() -> None:
         with contextlib.redirect_stderr(io.StringIO()):  # bitsandbytes' notice about optional kernels
             for name in PRELOAD:
                 importlib.import_module(name)
+            for kind in recipes.KINDS:
+                recipes.get(kind)
 
 
-def _run_stage(s: Stage, log: Path) -> int:
+def _run_stage(s: Stage, log: Path, main) -> int:
     """Run one stage with its output appended to `log`; -> its exit code."""
     with open(log, "a") as fh:
         fh.write(f"$ {shlex.join(s.argv())}\n")
@@ -301,8 +291,6 @@ def _run_stage(s: Stage, log: Path) -> int:
             try:
                 os.dup2(fh.fileno(), 1)
                 os.dup2(fh.fileno(), 2)
-                from llmkit.cli import main
-
                 sys.argv = ["llmkit", *s.command()]
                 code = main(s.command())
             except SystemExit as e:
@@ -322,8 +310,9 @@ def _run_stage(s: Stage, log: Path) -> int:
         return os.waitstatus_to_exitcode(status)
 
 
-def run_pipeline(p: Pipeline, summarize=None) -> dict:
-    """Run the stages in order, keeping finished ones; one progress line per stage.
+def run_pipeline(p: Pipeline, main, summarize=None) -> dict:
+    """Run the stages in order, keeping finished ones; one progress line per stage. `main(argv) -> exit code`
+    is the CLI's entry point a forked stage runs (handed in: the CLI imports this module);
     `summarize(stage) -> str` gives the line's figures. -> the record (also in pipeline.json)."""
     p.output.mkdir(parents=True, exist_ok=True)
     record = read_record(p)
@@ -346,7 +335,7 @@ def run_pipeline(p: Pipeline, summarize=None) -> dict:
         _save_record(p, record)
         t0 = time.perf_counter()
         log = p.output / f"{s.name}.log"
-        code = _run_stage(s, log)
+        code = _run_stage(s, log, main)
         seconds = time.perf_counter() - t0
         if code != 0 or not s.done():
             print("failed", flush=True)

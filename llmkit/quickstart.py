@@ -20,9 +20,10 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 QUICKSTART = RECIPES_DIR / "pipelines" / "instructgpt_smollm2.yaml"
 
 
-def run(pipeline_file: str | Path = QUICKSTART, output: str | Path | None = None, fast: bool = False,
+def run(pipeline_file: str | Path, main, output: str | Path | None = None, fast: bool = False,
         var_overrides: list[str] = ()) -> Path:
-    """Run a pipeline file and write its report; -> OUTPUT/report.md. Raises LlmkitError."""
+    """Run a pipeline file and write its report; -> OUTPUT/report.md. `main` is the CLI's entry point,
+    which each stage runs. Raises LlmkitError."""
     from llmkit.pipeline import load_pipeline, preload, run_pipeline
     from llmkit.pipeline_report import headline_rows, summary, write_report
 
@@ -30,7 +31,7 @@ def run(pipeline_file: str | Path = QUICKSTART, output: str | Path | None = None
     t0 = time.perf_counter()
     print(f"{p.name}: {len(p.stages)} stages into {p.output}/{' (--fast)' if fast else ''}", flush=True)
     preload()
-    record = run_pipeline(p, summarize=summary)
+    record = run_pipeline(p, main, summarize=summary)
     command = "llmkit " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("llmkit", "__main__.py") else None
     report = write_report(p, record, command=command)
     print()
@@ -40,5 +41,5 @@ def run(pipeline_file: str | Path = QUICKSTART, output: str | Path | None = None
     return report
 
 
-def quickstart(output: str | Path = "runs/quickstart", fast: bool = False) -> Path:
-    return run(QUICKSTART, output=output, fast=fast)
+def quickstart(main, output: str | Path = "runs/quickstart", fast: bool = False) -> Path:
+    return run(QUICKSTART, main, output=output, fast=fast)

@@ -15,6 +15,29 @@ def fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def pct(v) -> str:
+    """A share as a percentage with one decimal; n/a when missing."""
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def num(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def read_json(path: Path) -> dict:
+    """A finished run's JSON file, {} when it is not there."""
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def image(path: Path, root: Path, alt: str) -> list[str]:
+    """A Markdown image line for a report in `root` (nothing when the plot was not drawn)."""
+    import os
+
+    return [f"![{alt}]({os.path.relpath(path, root)})", ""] if path.is_file() else []
+
+
 def cell(text, n: int = 120) -> str:
     """Text for one Markdown table cell: whitespace collapsed, pipes escaped, cut at n characters."""
     if text is None:

@@ -58,15 +58,14 @@ def check_arguments(prompts_file, output, *, max_new_tokens: int, batch_size: in
 
 def sample(model_name: str, prompts_file: str, output: str, *, base: str | None = None, max_new_tokens: int = 64,
            batch_size: int = 16, temperature: float = 0.0, overwrite: bool = False) -> int:
-    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
+    from llmkit.models.loading import set_chat_template
     from llmkit.models.trained import load_causal
 
     check_arguments(prompts_file, output, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     temperature=temperature, overwrite=overwrite)
     prompts = read_prompts(prompts_file)
     model, tok = load_causal(model_name, base=base)
-    if not tok.chat_template:
-        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    set_chat_template(tok)
     ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
            if isinstance(p, list) else tok(p)["input_ids"] for p in prompts]
     outs = []

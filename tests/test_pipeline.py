@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from conftest import ROOT
 
+from llmkit.cli import main
 from llmkit.errors import ConfigError, LlmkitError
 from llmkit.pipeline import load_pipeline, run_pipeline
 
@@ -120,7 +121,7 @@ def test_a_failing_stage_stops_with_its_log_and_the_rerun_keeps_what_finished(tm
         """)
     p = load_pipeline(path, output=tmp_path / "out")
     with pytest.raises(LlmkitError, match=r"stage `second` failed \(exit code 2\).*Log: .*second.log"):
-        run_pipeline(p)
+        run_pipeline(p, main)
     assert (tmp_path / "out" / "first" / "metrics.json").is_file()
     record = json.loads((tmp_path / "out" / "pipeline.json").read_text())
     assert record["stages"]["first"]["status"] == "done" and record["stages"]["second"]["status"] == "failed"
@@ -129,7 +130,7 @@ def test_a_failing_stage_stops_with_its_log_and_the_rerun_keeps_what_finished(tm
 
     later.write_text(preds.read_text())
     capsys.readouterr()
-    record = run_pipeline(load_pipeline(path, output=tmp_path / "out"))
+    record = run_pipeline(load_pipeline(path, output=tmp_path / "out"), main)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[1/2] first: done before, kept") and lines[1].startswith("[2/2] second: running ... done (")
     assert (tmp_path / "out" / "first" / "metrics.json").read_text() == first_metrics

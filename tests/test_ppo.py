@@ -53,13 +53,17 @@ def test_a_very_large_kl_coefficient_keeps_the_policy_in_place(tmp_path):
     assert m["kl_last"] < 1.0, m
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("method", ["full", "lora", "last_layers"])
 def test_reference_never_changes_and_lora_trains_only_the_adapter(method, tmp_path):
+    """The reference is chosen by what the policy can do: an adapter that can be disabled (lora), else a
+    frozen second copy (full, last_layers: a method PPO never named)."""
     from llmkit.recipes import ppo as P
     from llmkit.rlhf.models import load_policy
 
     cfg = config(tmp_path / "p", method=method, train__num_updates=2)
-    policy, tok, reference = load_policy("tiny-llama", method, cfg.method)
+    policy, tok, reference = load_policy(cfg.model, method, cfg.method)
+    with reference() as ref:
+        assert (ref is policy) == (method == "lora")
     with reference() as ref:
         before = {n: p.detach().clone() for n, p in ref.named_parameters()}
     frozen = {n: p.detach().clone() for n, p in policy.named_parameters() if not p.requires_grad}
@@ -75,13 +79,25 @@ def test_reference_never_changes_and_lora_trains_only_the_adapter(method, tmp_pa
         M.load_policy = orig
     with reference() as ref:
         for n, p in ref.named_parameters():
-            if method == "full" or "lora_" not in n:
+            if method != "lora" or "lora_" not in n:
                 assert torch.equal(before[n], p), n
     for n, p in policy.named_parameters():
         if n in frozen:
             assert torch.equal(frozen[n], p), n
     if method == "lora":
         assert all("lora_" in n for n, p in policy.named_parameters() if p.requires_grad)
+
+
+def test_the_policy_loads_as_model_dtype_says_and_a_method_that_trains_nothing_is_refused(tmp_path):
+    from llmkit.errors import ConfigError
+    from llmkit.rlhf.models import load_policy
+
+    cfg = config(tmp_path / "p", method="lora", model__dtype="bfloat16")
+    policy, _, reference = load_policy(cfg.model, "lora", cfg.method)
+    assert {p.dtype for p in policy.parameters() if not p.requires_grad} == {torch.bfloat16}
+    cfg = config(tmp_path / "p", method="feature_based")
+    with pytest.raises(ConfigError, match="method feature_based leaves no parameter of the policy trainable"):
+        load_policy(cfg.model, "feature_based", cfg.method)
 
 
 def test_padding_side_does_not_change_log_probs():
@@ -130,3 +146,17 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     a, b = history(ref), history(out)
     assert [r["step"] for r in b] == list(range(1, 31))
     assert [r["reward_mean"] for r in b] == pytest.approx([r["reward_mean"] for r in a], abs=1e-5)
+
+
+def test_the_report_checks_the_diagnostics_on_the_run_instead_of_printing_a_fixed_line():
+    from llmkit.recipes.ppo_report import diagnostics
+
+    # 10 updates: fifths are the first 2 and the last 2
+    h = [{"clipfrac": c, "approx_kl": k, "entropy": e, "value_loss": v}
+         for c, k, e, v in zip([0.5, 0.5] + [0.3] * 6 + [0.1, 0.1], [0.01] * 8 + [0.2, 0.3],
+                               [2.0, 2.0] + [1.0] * 6 + [0.6, 0.4], [1.0, 0.8] + [0.5] * 6 + [0.3, 0.1])]
+    rows = {r[0]: r for r in diagnostics(h)}
+    assert rows["clipfrac, last fifth"][2:] == ["0.1000", "yes"]
+    assert rows["approx_kl, last fifth"][2:] == ["0.2500", "no"]
+    assert rows["entropy, first -> last fifth"][2:] == ["2.000 -> 0.500", "no"]  # halved: not "more than half"
+    assert rows["value loss, first -> last fifth"][2:] == ["0.9000 -> 0.2000", "yes"]

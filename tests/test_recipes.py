@@ -40,7 +40,7 @@ def test_recipe_parses_and_states_its_command(path):
         defaults = SelfInstructConfig()
     else:
         recipe, cfg = load_config(path)
-        defaults = recipe.config_cls()()
+        defaults = recipe.config_cls()
     # A recipe holds only what differs from the defaults.
     raw = yaml.safe_load(path.read_text())
     for section, values in raw.items():
@@ -151,3 +151,18 @@ def test_compare_writes_table_and_plot(tmp_path, run_cli):
     res = run_cli("compare", *outs, "--output", other)
     assert res.returncode == 2 and "holds another run (metrics.json)" in res.stderr
     assert sorted(p.name for p in outs[0].iterdir()) == before and not (other / "compare.md").exists()
+
+
+def test_classify_reports_the_optimizer_steps_it_took_not_its_history_lines(tmp_path):
+    """finetune I with no blocks trains the head alone by gradient descent: 7 steps logged every 5 are 2
+    history lines; the closed-form feature-based fit takes no optimizer step."""
+    common = ["model=tiny-bert", "data.max_train_samples=32", "data.max_test_samples=16", "train.batch_size=8",
+              "model.max_length=32"]
+    recipe, cfg = load_config(ROOT / "recipes/classify/finetune_last_layers.yaml",
+                              [*common, "method.trainable_layers=0", "train.max_steps=7", "train.logging_steps=5",
+                               f"output_dir={tmp_path / 'head'}"])
+    m = recipe.run(cfg, tmp_path / "head")
+    steps = [json.loads(x)["step"] for x in (tmp_path / "head" / "history.jsonl").read_text().splitlines()]
+    assert steps == [5, 7] and m["optimizer_steps"] == 7
+    recipe, cfg = load_config(ROOT / "recipes/classify/feature_based.yaml", [*common, f"output_dir={tmp_path / 'lr'}"])
+    assert recipe.run(cfg, tmp_path / "lr")["optimizer_steps"] == 0

@@ -31,7 +31,9 @@ from typing import Literal
 
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, DataError
+from llmkit.eval import suite_report
 from llmkit.eval.fewshot import FewShotConfig
+from llmkit.recipes import Recipe
 
 GENERATION_METRICS = ("bleu", "rouge", "bertscore", "exact_match", "reward")
 METRICS = GENERATION_METRICS + ("perplexity",)
@@ -426,21 +428,16 @@ def reward_scores(examples: list[dict], cfg: RewardScoreConfig) -> tuple[list[fl
 
 
 def _load_model(cfg: SuiteConfig):
-    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
+    from llmkit.models.loading import set_chat_template
     from llmkit.models.trained import load_causal
 
     model, tok = load_causal(cfg.model.name, base=cfg.model.base)
-    if cfg.model.chat_template:
-        p = Path(cfg.model.chat_template)
-        tok.chat_template = p.read_text() if p.suffix == ".jinja" and p.is_file() else cfg.model.chat_template
-    elif not tok.chat_template:
-        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    set_chat_template(tok, cfg.model.chat_template)
     return model, tok
 
 
 def run(cfg: SuiteConfig) -> dict:
     from llmkit.data.sft import prompt_text
-    from llmkit.eval.suite_report import write_report
     from llmkit.tracking import prepare_output_dir, write_json
 
     out = Path(cfg.output.dir)
@@ -495,7 +492,7 @@ def run(cfg: SuiteConfig) -> dict:
                        "scores": {k: vs[i] for k, vs in per_row.items()}}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         (out / "predictions.partial.jsonl").unlink(missing_ok=True)
-    write_report(out, cfg, metrics, examples, per_row)
+    suite_report.write_report(out, cfg, metrics, examples, per_row)
     write_json(out / "metrics.json", metrics)  # last: its presence marks a finished evaluation
     return metrics
 
@@ -508,3 +505,8 @@ def headline(metrics: dict) -> str:
         v = metrics[k]
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) and math.isfinite(v) else f"{k}={v}")
     return "  ".join(parts)
+
+
+RECIPE = Recipe(kind="eval", verb="eval", config_cls=SuiteConfig, run=run, load=load_suite,
+                summary_line=suite_report.summary_line, section=suite_report.pipeline_section, grouped=True,
+                headline=suite_report.headline)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
 from llmkit.errors import ConfigError, LlmkitError
 from llmkit.hub import hub_reachable, is_path_like
 
@@ -191,3 +192,24 @@ def load_causal_lm(cfg, path: str | None = None, **extra):
 
     path = path or resolve_model(cfg.name, cfg.revision)
     return AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
+
+
+def set_chat_template(tokenizer, template: str | None = None, key: str = "model.chat_template") -> str:
+    """The one way every verb sets a chat template: `template` is Jinja text or a path to a .jinja
+    file; without one the tokenizer's own is kept, else llmkit's plain template. -> where it came from."""
+    if template:
+        if template.endswith(".jinja"):
+            path = Path(template)
+            if not path.is_file():
+                raise ConfigError(f"{key}={template!r}: no such template file")
+            try:
+                tokenizer.chat_template = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{key}={template!r}: not UTF-8 text (byte {e.start})") from None
+            return f"{key} (file {template})"
+        tokenizer.chat_template = template
+        return key
+    if tokenizer.chat_template:
+        return "tokenizer"
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return "llmkit default (the tokenizer has none)"

@@ -32,21 +32,28 @@ def _base_name(info: dict, path: Path) -> str:
     return base
 
 
-def load_causal(name_or_path: str, *, base: str | None = None):
-    """-> (model in eval mode, tokenizer) for a full model, an adapter directory or a model name."""
+def load_causal(name_or_path: str, *, base: str | None = None, revision: str | None = None,
+                trust_remote_code: bool = False, dtype: str | None = None):
+    """-> (model in eval mode, tokenizer) for a full model, an adapter directory or a model name.
+    `revision` applies to a hub id (the model's, or an adapter's base), `dtype` to the weights."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmkit.models.loading import resolve_model
 
+    kwargs = {"trust_remote_code": trust_remote_code, **({"dtype": getattr(torch, dtype)} if dtype else {})}
     path = Path(name_or_path)
     info = adapter_info(path) if path.is_dir() else None
     if info is None:
-        model_path = resolve_model(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path)
-        tok = AutoTokenizer.from_pretrained(model_path)
+        model_path = resolve_model(name_or_path, revision)
+        extra = {"revision": revision} if revision and model_path == name_or_path else {}
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs, **extra)
+        tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code, **extra)
     else:
-        base_path = resolve_model(base or _base_name(info, path))
-        model = AutoModelForCausalLM.from_pretrained(base_path)
+        base_name = base or _base_name(info, path)
+        base_path = resolve_model(base_name, revision)
+        extra = {"revision": revision} if revision and base_path == base_name else {}
+        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **extra)
         if info.get("llmkit_method") == "adapter":
             from llmkit.methods.adapter import load_adapter
 

@@ -1,102 +1,104 @@
-"""One entry point per recipe kind, and the function that turns YAML + overrides into a config.
+"""Recipe kinds: one record per kind behind one registry, like the methods.
 
-A recipe YAML names its kind (`kind: classify`); `RECIPES[kind]` gives the config dataclass,
-the default method and the `run(cfg, out)` entry point. Adding a kind is one line here.
+A recipe YAML names its kind (`kind: sft`). Each kind's module exports `RECIPE = Recipe(...)`,
+which holds everything kind-specific: the config dataclass, the entry point, the default method,
+the file that says a run finished, the pipeline's progress line, report section and results
+rows, the memory counter, and what the kind's runs accept (DeepSpeed/FSDP profiles, autocast).
+The CLI, `llmkit pipeline`, the pipeline report and `estimate-memory` read kinds from here only.
+
+Adding a kind is one module that exports RECIPE plus one line in `KINDS` below. The line holds
+the module's import path and a one-line summary for `llmkit train --help` (so the help lists
+kinds without importing torch through the modules).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from llmkit.config import build, expand_aliases, load_yaml, merge, parse_overrides
 from llmkit.errors import ConfigError
 
+KINDS = {  # kind: (module exporting RECIPE, summary); `llmkit train` runs the kinds whose verb is "train"
+    "classify": ("llmkit.recipes.classify", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)"),
+    "sft": ("llmkit.recipes.sft", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)"),
+    "reward": ("llmkit.recipes.reward", "a Bradley-Terry reward model on ranked or pairwise preferences (TRL RewardTrainer)"),
+    "ppo": ("llmkit.recipes.ppo", "PPO against a reward model or a reward function, KL-penalised to the SFT model (llmkit's own loop)"),
+    "self_instruct": ("llmkit.selfinstruct.pipeline", "Self-Instruct: grow an instruction set from seed tasks (llmkit generate)"),
+    "eval": ("llmkit.eval.suite", "an evaluation suite: generate and score, or score a predictions file (llmkit eval)"),
+    "compare": ("llmkit.compare", "finished runs side by side (llmkit compare)"),
+}
+
 
 @dataclass(frozen=True)
 class Recipe:
     kind: str
-    summary: str
-    config_cls: Callable[[], type]
-    run: Callable[[Any, Path], dict]
-    default_method: str
+    verb: str  # the llmkit verb that runs it: train, generate, eval, compare
+    config_cls: type | None = None  # the typed config (None: the verb takes no recipe file)
+    run: Callable[..., dict] | None = None  # train: run(cfg, out) -> metrics; generate/eval: run(cfg)
+    load: Callable[[Any, list], Any] | None = None  # (path, overrides) -> cfg, for kinds with their own loader
+    default_method: str | None = None  # train kinds: `method.name` when the recipe names none
+    done_file: str = "metrics.json"  # written last: a run is finished when it exists
+    report_file: str = "report.md"  # the run's own report
+    # the pipeline: its progress line from the done file, its report section, its rows in the results table
+    summary_line: Callable[[dict], str] | None = None
+    section: Callable[[list, Any, Path], tuple[str, list[str]]] | None = None  # (stages, pipeline, root)
+    grouped: bool = False  # True: one section for every stage of the kind (placed at the first)
+    headline: Callable[[list, Any], list[list[str]]] | None = None  # (stages of the kind, pipeline) -> rows
+    # estimate-memory: count_memory(cfg, num_gpus, checkpointing request, notes) -> see llmkit.memory.estimate_recipe
+    count_memory: Callable | None = None
+    sharded: bool = True  # runs under the DeepSpeed / FSDP launcher profiles (else one process or DDP only)
+    autocast: bool = True  # trains in the launcher's mixed precision (else fp32 as loaded)
+    trainer_batching: bool = True  # micro batch derived from train.batch_size; train.gradient_checkpointing applies
+
+    @property
+    def summary(self) -> str:
+        return KINDS[self.kind][1]
 
 
-def _classify_cls():
-    from llmkit.recipes.classify import ClassifyConfig
-
-    return ClassifyConfig
-
-
-def _classify_run(cfg, out):
-    from llmkit.recipes.classify import run
-
-    return run(cfg, out)
+@cache
+def get(kind: str) -> Recipe:
+    """The record of a registered kind (imports its module)."""
+    module, _ = KINDS[kind]
+    recipe = importlib.import_module(module).RECIPE
+    if recipe.kind != kind:
+        raise RuntimeError(f"{module}.RECIPE is kind {recipe.kind!r}, registered as {kind!r}")
+    return recipe
 
 
-def _sft_cls():
-    from llmkit.recipes.sft import SFTConfig
-
-    return SFTConfig
-
-
-def _sft_run(cfg, out):
-    from llmkit.recipes.sft import run
-
-    return run(cfg, out)
+def for_verb(verb: str) -> Recipe:
+    """The kind a non-train verb runs (generate -> self_instruct, eval -> eval, compare -> compare)."""
+    return next(get(k) for k in KINDS if get(k).verb == verb)
 
 
-def _reward_cls():
-    from llmkit.recipes.reward import RewardConfig
-
-    return RewardConfig
-
-
-def _reward_run(cfg, out):
-    from llmkit.recipes.reward import run
-
-    return run(cfg, out)
+def verbs() -> tuple[str, ...]:
+    """The verbs that run a kind, in registry order (train first): what a pipeline stage can `run`."""
+    return tuple(dict.fromkeys(get(k).verb for k in KINDS))
 
 
-def _ppo_cls():
-    from llmkit.recipes.ppo import PPOConfig
-
-    return PPOConfig
-
-
-def _ppo_run(cfg, out):
-    from llmkit.recipes.ppo import run
-
-    return run(cfg, out)
-
-
-RECIPES = {
-    "classify": Recipe("classify", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)",
-                       _classify_cls, _classify_run, default_method="full"),
-    "sft": Recipe("sft", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)",
-                  _sft_cls, _sft_run, default_method="lora"),
-    "reward": Recipe("reward", "a Bradley-Terry reward model on ranked or pairwise preferences (TRL RewardTrainer)",
-                     _reward_cls, _reward_run, default_method="full"),
-    "ppo": Recipe("ppo", "PPO against a reward model or a reward function, KL-penalised to the SFT model (llmkit's own loop)",
-                  _ppo_cls, _ppo_run, default_method="lora"),
-}
+def train_kinds() -> list[str]:
+    return [k for k in KINDS if get(k).verb == "train"]
 
 
 def get_recipe(kind: Any, source: str) -> Recipe:
+    """The record of the kind a recipe file for `llmkit train` names; ConfigError naming the file otherwise."""
+    trainable = train_kinds()
     if kind is None:
-        raise ConfigError(f"{source}: no `kind:` key; set it to one of: {', '.join(RECIPES)}")
-    if kind == "eval":
-        raise ConfigError(f"{source} is an evaluation suite (`kind: eval`); run it with `llmkit eval {source}`")
+        raise ConfigError(f"{source}: no `kind:` key; set it to one of: {', '.join(trainable)}")
     if kind == "pipeline":
         raise ConfigError(f"{source} is a pipeline (`kind: pipeline`); run it with `llmkit pipeline {source}`")
-    if kind not in RECIPES:
-        near = difflib.get_close_matches(str(kind), list(RECIPES), n=1)
+    if kind in KINDS and kind not in trainable:
+        raise ConfigError(f"{source} is a recipe of kind `{kind}`; run it with `llmkit {get(kind).verb} {source}`")
+    if kind not in KINDS:
+        near = difflib.get_close_matches(str(kind), trainable, n=1)
         hint = f" (did you mean `{near[0]}`?)" if near else ""
-        raise ConfigError(f"{source}: `kind` has bad value {kind!r}{hint}; choose one of: {', '.join(RECIPES)}")
-    return RECIPES[kind]
+        raise ConfigError(f"{source}: `kind` has bad value {kind!r}{hint}; choose one of: {', '.join(trainable)}")
+    return get(kind)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, Any]:
@@ -119,6 +121,6 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[Recipe, An
         raise ConfigError(f"`method` must be a section or a method name, got {method_section!r}")
     method = get_method(method_section.get("name", recipe.default_method))
     merged.setdefault("method", {})["name"] = method.name
-    cfg = build(recipe.config_cls(), merged, section_types={"method": method.config_cls})
+    cfg = build(recipe.config_cls, merged, section_types={"method": method.config_cls})
     cfg.output.dir = cfg.output.dir.format(kind=recipe.kind, method=method.name)
     return recipe, cfg

@@ -42,7 +42,8 @@ from llmkit.hub import cache_dir
 from llmkit.methods import count_params, get_method, gradient_checkpointing_allowed, load_kwargs
 from llmkit.models.classifier import Collator, SequenceClassifier, predict, save_classifier
 from llmkit.models.loading import load_backbone, load_tokenizer, resolve_model
-from llmkit.tracking import History, PeakMemory, prepare_output_dir, read_history, write_json
+from llmkit.recipes import Recipe, classify_report
+from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
 
 @dataclass
@@ -101,8 +102,9 @@ def cached_embeddings(model, tokenizer, texts, cfg: ClassifyConfig, model_path: 
 # ----------------------------------------------------------------------------- training
 
 
-def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, ytr: list[int], history: History) -> None:
-    """Frozen backbone: fit the linear head on cached embeddings."""
+def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, ytr: list[int], history: History) -> int:
+    """Frozen backbone: fit the linear head on cached embeddings; -> optimizer steps taken (0 for a
+    closed-form solver such as the feature-based method's logistic regression)."""
     num_labels = model.head.out_features
     if method.fit_head is not None:
         w, b = method.fit_head(xtr, np.asarray(ytr), num_labels, cfg.method, cfg.train.seed)
@@ -112,7 +114,7 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
         logits = torch.from_numpy(xtr) @ model.head.weight.T + model.head.bias
         loss = F.cross_entropy(logits, torch.tensor(ytr)).item()
         history.log(step=1, epoch=1.0, loss=loss, train_accuracy=float((logits.argmax(-1).numpy() == np.asarray(ytr)).mean()))
-        return
+        return 0
     # Gradient descent on the head alone (finetune I with no blocks): same loop shape, tiny inputs.
     t = cfg.train
     g = torch.Generator().manual_seed(t.seed)
@@ -138,6 +140,7 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
                 running = []
             if step >= total:
                 break
+    return step
 
 
 def make_scheduler(optimizer, t: TrainConfig, total_steps: int):
@@ -278,8 +281,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         if not model.backbone_trains():
             model.to(accelerator.device)
             xtr = cached_embeddings(model, tokenizer, data.train_texts, cfg, model_path, "embed train")
-            fit_head_on_features(model, method, cfg, xtr, data.train_labels, history)
-            steps = len(read_history(out / "history.jsonl"))
+            steps = fit_head_on_features(model, method, cfg, xtr, data.train_labels, history)
             train_seconds = time.perf_counter() - start
             xte = cached_embeddings(model, tokenizer, data.test_texts, cfg, model_path, "embed test")
             with torch.no_grad():
@@ -314,9 +316,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     if accelerator.is_main_process:
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
-        from llmkit.recipes.classify_report import write_report
-
-        write_report(out, cfg, metrics, data, confusion)
+        classify_report.write_report(out, cfg, metrics, data, confusion)
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -325,3 +325,42 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
 
 def _checkpoint_step(out: Path) -> int:
     return json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"]
+
+
+# ----------------------------------------------------------------------------- estimate-memory
+
+
+def count_memory(cfg, n: int, ckpt_request, notes):
+    from llmkit.memory import (
+        Stream,
+        apply_method,
+        checkpointing,
+        held,
+        meta_backbone,
+        model_config,
+        on_meta,
+        shape_of,
+        stored_layers,
+    )
+
+    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    backbone = meta_backbone(config)
+    shape = shape_of(backbone)
+    model = on_meta(lambda: SequenceClassifier(backbone, 2, cfg.model.pooling))
+    model.backbone, added = apply_method(backbone, cfg.method.name, cfg.method, notes)
+    notes.append("the classifier head is counted for 2 labels (the data decides; it is h*C + C parameters)")
+    counted = held("model", model, cfg.method, added)
+    stored = stored_layers(model.backbone, added, shape)
+    if any(p.requires_grad for p in model.backbone.parameters()) or added:
+        micro, accum = cfg.train.batch_plan(n)
+        ckpt = checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
+        return desc, [counted], [Stream("model", shape, micro, cfg.model.max_length, stored, False)], micro, accum, ckpt, {}
+    notes.append(f"backbone frozen: the recipe embeds the texts once (eval.batch_size={cfg.eval.batch_size}, no "
+                 f"gradients) and fits the head on the cached features")
+    return desc, [counted], [Stream("model", shape, cfg.eval.batch_size, cfg.model.max_length, 0, False)], \
+        cfg.eval.batch_size, 1, False, {}
+
+
+RECIPE = Recipe(kind="classify", verb="train", config_cls=ClassifyConfig, run=run, default_method="full",
+                summary_line=classify_report.summary_line, section=classify_report.pipeline_section, grouped=True,
+                headline=classify_report.headline, count_memory=count_memory)

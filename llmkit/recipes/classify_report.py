@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import md_table, plot_confusion, plot_curves, save_report
+from llmkit.report import image, md_table, num, plot_confusion, plot_curves, read_json, save_report
 from llmkit.tracking import read_history
 
 
@@ -35,3 +35,34 @@ def write_report(out: Path, cfg, metrics: dict, data, confusion: list[list[int]]
               md_table(["true \\ predicted"] + data.labels, [[lab] + row for lab, row in zip(data.labels, confusion)]),
               "", "![confusion matrix](confusion.png)", ""]
     return save_report(out, lines)
+
+
+# ----------------------------------------------------------------------------- in a pipeline's report
+
+
+def summary_line(m: dict) -> str:
+    return f"accuracy {num(m.get('accuracy'))}, macro-F1 {num(m.get('macro_f1'))}, {m.get('trainable_params', 0):,} trainable params"
+
+
+def pipeline_section(stages: list, pipeline, root: Path) -> tuple[str, list[str]]:
+    """Every classify stage in one table, with the plot of a compare stage over them when there is one."""
+    rows = []
+    for s in stages:
+        m = read_json(s.out / "metrics.json")
+        share = f"{100 * m['trainable_params'] / m['total_params']:.2f}%" if m.get("total_params") else ""
+        rows.append([s.title, num(m.get("accuracy")), num(m.get("macro_f1")), f"{m.get('trainable_params', 0):,}", share,
+                     f"{m.get('train_seconds', 0):.0f}", f"{m.get('peak_memory_mb', 0):,.0f}"])
+    model = read_json(stages[0].out / "metrics.json").get("model")
+    lines = [f"Every method on the same encoder{f' (`{model}`)' if model else ''} and the same test split.", "",
+             md_table(["method", "test accuracy", "macro F1", "trainable params", "share", "train time (s)", "peak RSS (MB)"], rows), ""]
+    outs = {str(s.out) for s in stages}
+    plots = [s.out / "compare.png" for s in pipeline.stages if s.runs and set(s.runs) <= outs]
+    if plots:
+        lines += image(plots[0], root, "accuracy against trainable parameters and training time")
+    return "Classification: every method side by side", lines
+
+
+def headline(stages: list, pipeline) -> list[list[str]]:
+    scored = [(read_json(s.out / "metrics.json").get("accuracy") or 0.0, s.title) for s in stages]
+    lo, hi = min(scored, key=lambda x: x[0]), max(scored, key=lambda x: x[0])
+    return [["classification", "test accuracy, lowest -> highest method", f"{num(lo[0])} ({lo[1]})", f"{num(hi[0])} ({hi[1]})"]]

@@ -44,6 +44,7 @@ from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
 from llmkit.data.sft import prompt_text
 from llmkit.divergence import check_finite
 from llmkit.errors import ConfigError, DataError, LlmkitError
+from llmkit.recipes import Recipe, ppo_report
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
 
@@ -171,10 +172,14 @@ def _prompts(path: str, split: str, limit: int | None) -> list[dict]:
     return out
 
 
-def _query_ids(prompt, tok) -> list[int]:
+def _query_ids(prompt, tok, max_length: int) -> list[int]:
+    """The prompt's tokens (chat template for `messages` rows), its last `max_length` if longer: the end
+    holds the question and the generation prompt (TRL truncates prompts on the left too)."""
     if isinstance(prompt, list):
-        return list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-    return tok(prompt)["input_ids"]
+        ids = list(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    else:
+        ids = tok(prompt)["input_ids"]
+    return ids[-max_length:]
 
 
 # ----------------------------------------------------------------------------- reward
@@ -435,9 +440,8 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     from accelerate.utils import set_seed
 
     from llmkit import distributed
-    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
     from llmkit.methods import count_params
-    from llmkit.models.loading import distinct_pad_token
+    from llmkit.models.loading import distinct_pad_token, set_chat_template
     from llmkit.rlhf.kl_control import make_kl_controller
     from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
 
@@ -456,11 +460,8 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     test_items = _prompts(cfg.data.path, cfg.data.test_split, cfg.eval.num_prompts) if cfg.eval.num_prompts else []
 
     set_seed(cfg.train.seed)  # the same initial weights (LoRA's A) on every rank
-    policy, tok, reference = load_policy(cfg.model.name, cfg.method.name, cfg.method)
-    if cfg.model.chat_template:
-        tok.chat_template = cfg.model.chat_template
-    elif not tok.chat_template:
-        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    policy, tok, reference = load_policy(cfg.model, cfg.method.name, cfg.method)
+    set_chat_template(tok, cfg.model.chat_template)
     pad = distinct_pad_token(tok, cfg.model.pad_token)  # the response mask and reward position need EOS != pad
     cfg.model.pad_token = pad["pad_token"]
     scorer = Scorer(cfg.reward, tok)
@@ -479,8 +480,10 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         scorer.rm.to(acc.device)
     for m in (policy, value_model):
         m.eval()  # dropout off throughout (N+ detail); gradients still flow
+    truncated = 0
     for b in train_items + test_items:
-        b["query"] = _query_ids(b["prompt"], tok)
+        b["query"] = _query_ids(b["prompt"], tok, cfg.model.max_length)
+        truncated += len(b["query"]) == cfg.model.max_length
     pol_params = [q for q in policy.parameters() if q.requires_grad]
     optimizers = (torch.optim.AdamW(pol_params, lr=cfg.train.learning_rate, eps=1e-5),
                   torch.optim.AdamW(value_model.parameters(), lr=cfg.train.value_learning_rate or cfg.train.learning_rate, eps=1e-5))
@@ -556,6 +559,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         "trainable_params": trainable, "total_params": total, "train_seconds": round(seconds, 2),
         "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "method": cfg.method.name,
         "policy_start": cfg.model.name, "reward": scorer.name, **pad, **distributed.describe(ranks.world),
+        "prompts_at_max_length": truncated,  # prompts cut (or exactly) at model.max_length tokens
     }
     if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
         import copy
@@ -563,9 +567,90 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         final = copy.deepcopy(policy).merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
         final.save_pretrained(out / "model")
         tok.save_pretrained(out / "model")
-    from llmkit.recipes.ppo_report import write_report
-
-    write_report(out, cfg, metrics, hist, before_samples, after_samples)
+    ppo_report.write_report(out, cfg, metrics, hist, before_samples, after_samples)
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
     return metrics
+
+
+# ----------------------------------------------------------------------------- estimate-memory
+
+
+def _memory_source(value: str, default: str, key: str, notes: list[str]) -> str:
+    """A run directory the PPO recipe expects (runs/sft-lora/model, runs/reward-lora/model) that is not
+    there yet: its default comes from the embedded model, so estimate with that model's shape."""
+    if value == default and not Path(value).exists():
+        from llmkit.recipes.sft import SFTModelConfig
+
+        base = SFTModelConfig().name
+        notes.append(f"{key}={value} does not exist yet; estimated with the shape of {base}, the model the "
+                     f"recipes train it from (set {key}=... to estimate another)")
+        return base
+    return value
+
+
+def count_memory(cfg, n: int, ckpt_request, notes):
+    from llmkit.memory import (
+        Held,
+        Stream,
+        apply_method,
+        count_model,
+        held,
+        largest_module,
+        meta_backbone,
+        meta_causal_lm,
+        meta_seq_cls,
+        model_config,
+        shape_of,
+        stored_layers,
+    )
+
+    cfg.validate()
+    defaults = PPOConfig()
+    name = _memory_source(cfg.model.name, defaults.model.name, "model.name", notes)
+    config, desc = model_config(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    policy = meta_causal_lm(config)
+    shape = shape_of(policy)
+    policy, added = apply_method(policy, cfg.method.name, cfg.method, notes)
+    helds = [held("policy", policy, cfg.method, added)]
+    if hasattr(policy, "disable_adapter"):  # as load_policy decides: the reference is the adapter disabled
+        helds.append(Held("reference", 0, 0, note=f"the policy with its {cfg.method.name} adapter disabled: no copy"))
+    else:
+        base = count_model(meta_causal_lm(config))
+        helds.append(Held("reference", 0, sum(base), largest_module=helds[0].largest_module,
+                          note="a second, frozen copy of the SFT model"))
+    if cfg.reward.function:
+        value = meta_backbone(config)
+        vnote = "policy backbone + scalar head (reward.function: no reward model)"
+    else:
+        rm_name = _memory_source(cfg.reward.model, defaults.reward.model, "reward.model", notes)
+        rm_config, _ = model_config(rm_name, key="reward.model")
+        rm = meta_seq_cls(rm_config)
+        trainable, frozen = count_model(rm)
+        helds.append(Held("reward model", 0, trainable + frozen, largest_module=largest_module(rm), note="frozen"))
+        value = meta_backbone(rm_config)
+        vnote = "reward model backbone + scalar head, all trainable"
+    vt, vf = count_model(value)
+    h = value.config.hidden_size
+    helds.append(Held("value model", vt + vf + h, 0, largest_module=largest_module(value), note=vnote))
+    p = cfg.ppo
+    s = cfg.model.max_length + p.max_new_tokens
+    notes.append(f"PPO sequence length = model.max_length ({cfg.model.max_length}, taken as the prompt bound) + "
+                 f"ppo.max_new_tokens ({p.max_new_tokens}); micro batch = ppo.mini_batch_size / GPUs, no accumulation")
+    if n > 1:
+        notes.append("the ppo recipe runs in one process or data parallel (multi_gpu.yaml); it refuses DeepSpeed/FSDP "
+                     "profiles, so the ZeRO rows show what it would take")
+    stored = stored_layers(policy, added, shape)
+    vshape = shape_of(value)
+    streams = [Stream("policy", shape, max(1, p.mini_batch_size // n), s, stored, True),
+               Stream("value model", vshape, max(1, p.mini_batch_size // n), s, vshape.layers, False)]
+    extra = {"rollout": (p.rollout_batch_size, cfg.model.max_length, p.max_new_tokens)}
+    if ckpt_request:
+        notes.append("the ppo recipe does not checkpoint activations today; the figure shows what it would save")
+    return desc, helds, streams, max(1, p.mini_batch_size // n), 1, bool(ckpt_request), extra
+
+
+RECIPE = Recipe(kind="ppo", verb="train", config_cls=PPOConfig, run=run, default_method="lora",
+                summary_line=ppo_report.summary_line, section=ppo_report.pipeline_section,
+                headline=ppo_report.headline, count_memory=count_memory,
+                sharded=False, autocast=False, trainer_batching=False)

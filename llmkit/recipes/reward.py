@@ -47,6 +47,7 @@ from llmkit.methods import (
     load_kwargs,
     save_trained,
 )
+from llmkit.recipes import Recipe, reward_report
 from llmkit.rlhf.reward_data import RewardDataConfig, check_special_tokens, prepare, tokenize_pairs
 from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
 
@@ -140,15 +141,14 @@ def demonstrations(cfg: CalibrationConfig) -> tuple[list, list[str]]:
 def load_reward_tokenizer(cfg: RewardModelConfig):
     """-> (the start model's tokenizer (an SFT adapter directory carries its own) with a pad token
     distinct from EOS and a chat template, the pad-token choice for metrics.json)."""
-    from llmkit.models.loading import distinct_pad_token, load_tokenizer
-    from llmkit.recipes.sft import _chat_template
+    from llmkit.models.loading import distinct_pad_token, load_tokenizer, set_chat_template
     from llmkit.rlhf.reward_model import resolve_start
 
     source, adapter = resolve_start(cfg)
     tokenizer = load_tokenizer(cfg, str(adapter) if adapter and (adapter / "tokenizer_config.json").is_file() else source)
     pad = distinct_pad_token(tokenizer, cfg.pad_token)
     check_special_tokens(tokenizer)
-    _chat_template(cfg, tokenizer)
+    set_chat_template(tokenizer, cfg.chat_template)
     return tokenizer, pad
 
 
@@ -394,10 +394,46 @@ def run(cfg: RewardConfig, out: Path) -> dict:
                 "method": cfg.method.name, "pairwise_accuracy": after["pairwise_accuracy"],
                 "sequence": "prompt ids (chat template with generation prompt) + response ids + EOS; reward at the EOS",
             })
-        from llmkit.recipes.reward_report import write_report
-
-        write_report(out, cfg, metrics, examples(data.test, scores, offset, ev.num_examples))
+        reward_report.write_report(out, cfg, metrics, examples(data.test, scores, offset, ev.num_examples))
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     state.wait_for_everyone()
     return metrics
+
+
+# ----------------------------------------------------------------------------- estimate-memory
+
+
+def count_memory(cfg, n: int, ckpt_request, notes):
+    from llmkit.memory import (
+        Stream,
+        apply_method,
+        checkpointing,
+        held,
+        meta_seq_cls,
+        model_config,
+        on_meta,
+        shape_of,
+        stored_layers,
+    )
+    from llmkit.rlhf.reward_model import train_head
+
+    if hasattr(get_method(cfg.method.name), "save"):
+        raise ConfigError(f"method {cfg.method.name} saves only its own modules, not the reward head; "
+                          f"use method=full or method=lora")
+    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    model = meta_seq_cls(config)
+    shape = shape_of(model)
+    model, added = apply_method(model, cfg.method.name, cfg.method, notes)
+    on_meta(lambda: train_head(model))
+    counted = held("model", model, cfg.method, added)
+    stored = stored_layers(model, added, shape)
+    micro, accum = cfg.train.batch_plan(n)
+    ckpt = checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
+    notes.append(f"a micro batch of {micro} pairs is {2 * micro} sequences (chosen and rejected in one forward)")
+    return desc, [counted], [Stream("model", shape, 2 * micro, cfg.model.max_length, stored, False)], micro, accum, ckpt, {}
+
+
+RECIPE = Recipe(kind="reward", verb="train", config_cls=RewardConfig, run=run, default_method="full",
+                summary_line=reward_report.summary_line, section=reward_report.pipeline_section,
+                headline=reward_report.headline, count_memory=count_memory)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import cell, fmt, md_table, plot_curves, save_report
+from llmkit.report import cell, fmt, image, md_table, num, plot_curves, read_json, save_report
 from llmkit.tracking import read_history
 
 
@@ -55,3 +55,37 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict]) -> Path:
                 table.append([cell(ex["prompt"]) if k == 0 else "", k + 1, f"`{cell(resp)}`" if resp else "(empty)", reward])
         lines += [md_table(["prompt", "rank", "response", "reward"], table), ""]
     return save_report(out, lines)
+
+
+# ----------------------------------------------------------------------------- in a pipeline's report
+
+
+def summary_line(m: dict) -> str:
+    top = (m.get("accuracy_by_rank_pair") or {}).get("1>2")
+    return (f"pairwise accuracy {num(m.get('base_pairwise_accuracy'))} -> {num(m.get('pairwise_accuracy'))}"
+            + (f"; best vs second-best {num(top)}" if top is not None else ""))
+
+
+def pipeline_section(stages: list, pipeline, root: Path) -> tuple[str, list[str]]:
+    (stage,) = stages
+    m = read_json(stage.out / "metrics.json")
+    rows = [["pairwise accuracy (held-out pairs)", num(m.get("base_pairwise_accuracy")), num(m.get("pairwise_accuracy"))],
+            ["mean margin chosen - rejected", num(m.get("base_mean_margin")), num(m.get("mean_margin"))],
+            ["log loss", num(m.get("base_log_loss")), num(m.get("log_loss"))]]
+    intro = (f"{m.get('method')} reward model on `{m.get('model')}`: {m.get('num_train_pairs', 0):,} training pairs from "
+             f"{m.get('num_train_prompts', 0):,} ranked prompts, {m.get('num_test_pairs', 0):,} held-out pairs, "
+             f"{m.get('train_seconds', 0):.0f} s.")
+    lines = [intro, "", md_table(["", "untrained head", "trained"], rows), ""]
+    return "Reward model", lines + image(stage.out / "loss.png", root, "reward model loss")
+
+
+def headline(stages: list, pipeline) -> list[list[str]]:
+    rows = []
+    for s in stages:
+        m = read_json(s.out / "metrics.json")
+        rows.append([s.title, "held-out pairwise accuracy", num(m.get("base_pairwise_accuracy")), num(m.get("pairwise_accuracy"))])
+        top = (m.get("accuracy_by_rank_pair") or {}).get("1>2")
+        if top is not None:
+            rows.append([s.title, "held-out accuracy, best vs second-best response (bundled: correct vs near miss)",
+                         num((m.get("base_accuracy_by_rank_pair") or {}).get("1>2")), num(top)])
+    return rows

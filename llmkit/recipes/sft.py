@@ -31,7 +31,6 @@ from llmkit.config import (
     to_dict,
 )
 from llmkit.data.sft import (
-    DEFAULT_CHAT_TEMPLATE,
     SFTDataConfig,
     generation_prompt,
     prepare,
@@ -47,7 +46,14 @@ from llmkit.methods import (
     load_kwargs,
     save_trained,
 )
-from llmkit.models.loading import load_causal_lm, load_tokenizer, resolve_model, set_pad_token
+from llmkit.models.loading import (
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model,
+    set_chat_template,
+    set_pad_token,
+)
+from llmkit.recipes import Recipe, sft_report
 from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
 
 
@@ -91,14 +97,6 @@ class SFTConfig:
     train: SFTTrainConfig = opt(factory=SFTTrainConfig)
     eval: SFTEvalConfig = opt(factory=SFTEvalConfig)
     output: OutputConfig = opt(factory=OutputConfig)
-
-
-def _chat_template(cfg: SFTModelConfig, tokenizer) -> None:
-    if cfg.chat_template:
-        path = Path(cfg.chat_template)
-        tokenizer.chat_template = path.read_text() if path.suffix == ".jinja" and path.is_file() else cfg.chat_template
-    elif not tokenizer.chat_template:
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
 
 
 def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfig, desc: str):
@@ -199,7 +197,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     tokenizer = load_tokenizer(cfg.model, model_path)
     pad = set_pad_token(tokenizer, cfg.model.pad_token)
     cfg.model.pad_token = pad["pad_token"]  # config.yaml records the choice
-    _chat_template(cfg.model, tokenizer)
+    set_chat_template(tokenizer, cfg.model.chat_template)
     if state.is_main_process:
         prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
     state.wait_for_everyone()
@@ -275,10 +273,39 @@ def run(cfg: SFTConfig, out: Path) -> dict:
                    for p, r, b, a in zip(prompts, refs, before_preds or [None] * len(refs), after_preds)]
         with open(out / "generations.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in samples)
-        from llmkit.recipes.sft_report import write_report
-
-        write_report(out, cfg, metrics, samples[:8])
+        sft_report.write_report(out, cfg, metrics, samples[:8])
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     state.wait_for_everyone()
     return metrics
+
+
+# ----------------------------------------------------------------------------- estimate-memory
+
+
+def count_memory(cfg, n: int, ckpt_request, notes):
+    from llmkit.memory import (
+        Stream,
+        apply_method,
+        checkpointing,
+        held,
+        meta_causal_lm,
+        model_config,
+        shape_of,
+        stored_layers,
+    )
+
+    config, desc = model_config(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    model = meta_causal_lm(config)
+    shape = shape_of(model)
+    model, added = apply_method(model, cfg.method.name, cfg.method, notes)
+    stored = stored_layers(model, added, shape)
+    micro, accum = cfg.train.batch_plan(n)
+    ckpt = checkpointing(ckpt_request, cfg.train.gradient_checkpointing, cfg.method.name, notes)
+    return desc, [held("model", model, cfg.method, added)], \
+        [Stream("model", shape, micro, cfg.model.max_length, stored, True)], micro, accum, ckpt, {}
+
+
+RECIPE = Recipe(kind="sft", verb="train", config_cls=SFTConfig, run=run, default_method="lora",
+                summary_line=sft_report.summary_line, section=sft_report.pipeline_section,
+                headline=sft_report.headline, count_memory=count_memory)

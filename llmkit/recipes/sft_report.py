@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.report import cell, md_table, plot_curves, save_report
+from llmkit.report import cell, image, md_table, num, pct, plot_curves, read_json, save_report
 from llmkit.tracking import read_history
 
 
@@ -35,3 +35,36 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
                   md_table(["prompt", "reference", "base", "finetuned"],
                            [[cell(s["prompt"]), cell(s["reference"]), cell(s["base"]), cell(s["finetuned"])] for s in samples]), ""]
     return save_report(out, lines)
+
+
+# ----------------------------------------------------------------------------- in a pipeline's report
+
+
+def summary_line(m: dict) -> str:
+    loss = f"held-out loss {num(m.get('base_eval_loss'))} -> {num(m.get('eval_loss'))}"
+    if m.get("eval_exact_match") is None:
+        return loss
+    return f"held-out exact match {pct(m.get('base_eval_exact_match'))} -> {pct(m.get('eval_exact_match'))}, {loss}"
+
+
+def pipeline_section(stages: list, pipeline, root: Path) -> tuple[str, list[str]]:
+    (stage,) = stages
+    m = read_json(stage.out / "metrics.json")
+    rows = [["held-out exact match", pct(m.get("base_eval_exact_match")), pct(m.get("eval_exact_match"))],
+            ["held-out loss (answer tokens)", num(m.get("base_eval_loss")), num(m.get("eval_loss"))],
+            ["held-out perplexity", num(m.get("base_eval_perplexity"), 2), num(m.get("eval_perplexity"), 2)]]
+    rows = [r for r in rows if r[2] != "n/a"]  # exact match is left to the evaluation stages when eval.num_generate=0
+    intro = (f"{m.get('method')} on `{m.get('model')}`: {m.get('num_train', 0):,} training examples, "
+             f"{m.get('trainable_params', 0):,} of {m.get('total_params', 0):,} parameters trained, {m.get('train_seconds', 0):.0f} s.")
+    lines = [intro, "", md_table(["", "base model", "after SFT"], rows), ""]
+    return "Supervised finetuning", lines + image(stage.out / "loss.png", root, "SFT loss")
+
+
+def headline(stages: list, pipeline) -> list[list[str]]:
+    rows = []
+    for s in stages:
+        m = read_json(s.out / "metrics.json")
+        if m.get("eval_exact_match") is not None:
+            rows.append([s.title, "held-out exact match, base -> SFT", pct(m.get("base_eval_exact_match")), pct(m.get("eval_exact_match"))])
+        rows.append([s.title, "held-out loss on the answer tokens, base -> SFT", num(m.get("base_eval_loss")), num(m.get("eval_loss"))])
+    return rows

@@ -1,9 +1,11 @@
 """The four roles of PPO (policy, reference, value model, reward) and how they are built.
 
-Memory modes (the recipe's `method`):
-    full      the policy trains every weight; the reference is a second, frozen copy of the SFT model
-    lora      the policy is the SFT model (an SFT adapter merged in) plus a fresh LoRA adapter;
-              the reference is the same model with the adapter disabled: no second copy of the base
+Memory modes (what the recipe's `method` makes of the policy, checked by capability in `load_policy`):
+    an adapter that can be disabled (lora, qlora): the policy is the SFT model (an SFT adapter merged
+              in) plus a fresh adapter; the reference is the same model with the adapter disabled: no
+              second copy of the base
+    anything else (full, last_layers): the policy trains the SFT model's own weights; the reference
+              is a second, frozen copy of the SFT model
 
 The value model is a backbone with a scalar head giving one value per token, initialised from the
 reward model (its backbone and score head) as in the N+ details and PPOv2; with a reward function
@@ -77,33 +79,39 @@ def freeze(model) -> None:
         p.requires_grad_(False)
 
 
-def load_policy(name: str, method_name: str, method_cfg):
-    """-> (policy, tokenizer, reference). `reference()` is a context manager yielding the model that
-    scores reference log-probs: a frozen copy (method `full`), or the policy with its PPO LoRA
-    adapter disabled (method `lora`: no second copy of the base)."""
+def load_policy(model_cfg, method_name: str, method_cfg):
+    """-> (policy, tokenizer, reference). The method is applied to the SFT model (an SFT adapter merged in
+    first). `reference()` is a context manager yielding the model that scores reference log-probs: when
+    the policy is a PEFT model whose adapter can be disabled (LoRA, QLoRA, ...), the policy with it
+    disabled, so there is no second copy of the base; otherwise (full, last_layers, ...) a frozen second
+    copy of the SFT model, loaded again. The rule checks what the model can do, not the method's name."""
     from llmkit.methods import get_method
-    from llmkit.models.trained import load_causal
 
-    model, tok = load_causal(name)
-    if hasattr(model, "merge_and_unload"):  # an SFT adapter: fold it in, it is the starting point
-        model = model.merge_and_unload()
-    if method_name == "full":
-        ref = copy.deepcopy(model)
-        freeze(ref)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model, tok, (lambda: contextlib.nullcontext(ref))
-    if method_name == "lora":
-        policy = get_method("lora").apply(model, method_cfg)
-
+    model, tok = _load_sft(model_cfg)
+    policy = get_method(method_name).apply(model, method_cfg)
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise ConfigError(f"method {method_name} leaves no parameter of the policy trainable; PPO needs one "
+                          f"(method=lora or method=full)")
+    if hasattr(policy, "disable_adapter"):
         @contextlib.contextmanager
         def reference():
             with policy.disable_adapter():
                 yield policy
 
         return policy, tok, reference
-    raise ConfigError(f"ppo trains the policy with method full (separate frozen reference) or lora (reference = "
-                      f"adapter disabled), got {method_name!r}")
+    ref, _ = _load_sft(model_cfg)
+    freeze(ref)
+    return policy, tok, (lambda: contextlib.nullcontext(ref))
+
+
+def _load_sft(cfg):
+    """The SFT model as `model.*` asks (name, revision, trust_remote_code, dtype)."""
+    from llmkit.models.trained import load_causal
+
+    model, tok = load_causal(cfg.name, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype)
+    if hasattr(model, "merge_and_unload"):  # an SFT adapter: fold it in, it is the starting point
+        model = model.merge_and_unload()
+    return model, tok
 
 
 def load_reward_function(spec: str):

@@ -38,6 +38,8 @@ from pathlib import Path
 
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, LlmkitError
+from llmkit.recipes import Recipe
+from llmkit.selfinstruct import report
 from llmkit.selfinstruct.backends import BackendConfig
 from llmkit.selfinstruct.filters import FilterConfig
 
@@ -324,7 +326,6 @@ def instances(cfg: SelfInstructConfig, backend, files: Files) -> None:
 
 
 def export(cfg: SelfInstructConfig, seeds: list, files: Files, out: Path, seconds: dict) -> dict:
-    from llmkit.selfinstruct.report import write_report
     from llmkit.tracking import write_json
 
     kept = files.instructions.read()
@@ -366,7 +367,7 @@ def export(cfg: SelfInstructConfig, seeds: list, files: Files, out: Path, second
                    "machine_examples": sum(r["source"] == "machine" for r in rows)},
         "target": cfg.num_instructions, "seconds": seconds,
     }
-    write_report(out, cfg, result, kept, rejected, machine_tasks)
+    report.write_report(out, cfg, result, kept, rejected, machine_tasks)
     write_json(out / "stats.json", result)
     return result
 
@@ -416,3 +417,7 @@ def summary(stats: dict) -> str:
             f"{e['machine_tasks']} tasks with instances; {e['examples']} finetuning examples "
             f"({e['machine_examples']} machine-generated)")
 
+
+RECIPE = Recipe(kind="self_instruct", verb="generate", config_cls=SelfInstructConfig, run=run, load=load_config,
+                done_file="stats.json", summary_line=report.summary_line, section=report.pipeline_section,
+                headline=report.headline)

@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
-from llmkit.report import _plt, _save, cell, md_table, plot_histograms, save_report
+from llmkit.report import (
+    _plt,
+    _save,
+    cell,
+    image,
+    md_table,
+    plot_histograms,
+    read_json,
+    save_report,
+)
 
 
 def leading_verbs(instructions: list[str], top: int = 15) -> list[tuple[str, int]]:
@@ -80,3 +90,37 @@ def write_report(out: Path, cfg, stats: dict, kept: list[dict], rejected: list[d
               f"`llmkit train recipes/sft/lora.yaml data.path={out}/finetune.jsonl`), `stats.json`."
               + (f" Time: {secs}." if secs else ""), ""]
     return save_report(out, lines)
+
+
+# ----------------------------------------------------------------------------- in a pipeline's report
+
+
+def summary_line(m: dict) -> str:
+    b, e = m["bootstrap"], m["export"]
+    return (f"kept {b['kept']} of {b['candidates']} generated instructions, "
+            f"{e['examples']} finetuning examples ({e['machine_examples']} machine-made)")
+
+
+def pipeline_section(stages: list, pipeline, root: Path) -> tuple[str, list[str]]:
+    (stage,) = stages
+    m = read_json(stage.out / "stats.json")
+    b, e = m["bootstrap"], m["export"]
+    rejected = ", ".join(f"{k} {v}" for k, v in b["rejected_by"].items()) or "none"
+    rows = [["seed tasks", m["num_seeds"]], ["target machine instructions", m["target"]],
+            ["prompts to the model", b["prompts"]], ["candidate instructions", b["candidates"]],
+            ["kept (passed the filters)", b["kept"]], ["rejected", f"{b['rejected']} ({rejected})"],
+            ["tasks with instances", e["machine_tasks"]], ["finetuning examples (seeds + machine)", e["examples"]]]
+    path = stage.out / "instructions.jsonl"
+    kept = [json.loads(x) for x in path.read_text().splitlines()[:5]] if path.is_file() else []
+    lines = [f"Model `{m['model']}` grew the seed set: {summary_line(m)}.", "", md_table(["", "count"], rows), ""]
+    if kept:
+        lines += ["First instructions kept:", ""] + [f"- {cell(k['instruction'], 140)}" for k in kept] + [""]
+    return "Self-Instruct", lines + image(stage.out / "kept.png", root, "instructions kept per round")
+
+
+def headline(stages: list, pipeline) -> list[list[str]]:
+    rows = []
+    for s in stages:
+        b = read_json(s.out / "stats.json")["bootstrap"]
+        rows.append([s.title, "machine instructions kept", "", f"{b['kept']} (of {b['candidates']})"])
+    return rows
