@@ -101,3 +101,21 @@ def test_last_pooling_ignores_padding_side():
     assert pool(h, right, "last").flatten().tolist() == [1.0, 7.0]
     assert pool(h, left, "last").flatten().tolist() == [3.0, 7.0]
     assert pool(h, right, "mean").flatten().tolist() == [0.5, 5.5]
+
+
+def test_one_chat_template_helper_reads_jinja_files_and_names_a_missing_one(tmp_path):
+    from transformers import AutoTokenizer
+
+    from llmkit.data.sft import DEFAULT_CHAT_TEMPLATE
+    from llmkit.errors import ConfigError
+    from llmkit.models.loading import resolve_model, set_chat_template
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("tiny-llama"))
+    tok.chat_template = None
+    assert set_chat_template(tok) == "llmkit default (the tokenizer has none)" and tok.chat_template == DEFAULT_CHAT_TEMPLATE
+    path = tmp_path / "t.jinja"
+    path.write_text("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+    assert set_chat_template(tok, str(path)).startswith("model.chat_template (file")
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "<user>hi"
+    with pytest.raises(ConfigError, match=r"model.chat_template='.*missing.jinja': no such template file"):
+        set_chat_template(tok, str(tmp_path / "missing.jinja"))
