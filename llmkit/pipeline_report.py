@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 from llmkit import recipes
 from llmkit.report import md_table, read_json, save_report
@@ -57,7 +58,7 @@ def _sections(pipeline, root) -> list[tuple[str, list[str]]]:
     return out
 
 
-def write_report(pipeline, record: dict, command: str | None = None) -> os.PathLike:
+def write_report(pipeline, record: dict, command: str | None = None) -> Path:
     import torch
 
     root = pipeline.output

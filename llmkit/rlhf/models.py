@@ -83,8 +83,8 @@ def load_policy(model_cfg, method_name: str, method_cfg):
     """-> (policy, tokenizer, reference). The method is applied to the SFT model (an SFT adapter merged in
     first). `reference()` is a context manager yielding the model that scores reference log-probs: when
     the policy is a PEFT model whose adapter can be disabled (LoRA, QLoRA, ...), the policy with it
-    disabled, so there is no second copy of the base; otherwise (full, last_layers, ...) a frozen second
-    copy of the SFT model, loaded again. The rule checks what the model can do, not the method's name."""
+    disabled, so there is no second copy of the base; otherwise (full, last_layers, ...) a frozen copy
+    taken before training starts. The rule checks what the model can do, not the method's name."""
     from llmkit.methods import get_method
 
     model, tok = _load_sft(model_cfg)
@@ -99,7 +99,7 @@ def load_policy(model_cfg, method_name: str, method_cfg):
                 yield policy
 
         return policy, tok, reference
-    ref, _ = _load_sft(model_cfg)
+    ref = copy.deepcopy(policy)  # nothing has trained yet: the same weights as the SFT model, without a second load
     freeze(ref)
     return policy, tok, (lambda: contextlib.nullcontext(ref))
 
