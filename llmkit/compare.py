@@ -22,13 +22,25 @@ def load_run(run_dir: str | Path) -> dict:
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise LlmkitError(f"{run_dir}: no metrics.json (not a finished run)")
-    metrics = json.loads(path.read_text())
+    metrics = _read(path, json.loads)
+    if not isinstance(metrics, dict):
+        raise LlmkitError(f"{path}: is not a run's metrics (a JSON object)")
     for key in ("accuracy", "trainable_params", "train_seconds"):
         if key not in metrics:
             raise LlmkitError(f"{path}: has no `{key}`; compare needs accuracy, trainable_params and train_seconds")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    label = (config.get("method") or {}).get("name") or metrics.get("method") or run_dir.name
+        if isinstance(metrics[key], bool) or not isinstance(metrics[key], (int, float)):
+            raise LlmkitError(f"{path}: `{key}` is {metrics[key]!r}, not a number")
+    config = _read(run_dir / "config.yaml", yaml.safe_load) if (run_dir / "config.yaml").is_file() else {}
+    method = config.get("method") if isinstance(config, dict) else None
+    label = (method.get("name") if isinstance(method, dict) else None) or metrics.get("method") or run_dir.name
     return {"dir": str(run_dir), "label": label, **metrics}
+
+
+def _read(path: Path, parse):
+    try:
+        return parse(path.read_text())
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:  # JSONDecodeError is a ValueError
+        raise LlmkitError(f"{path}: does not parse ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 
 def compare(run_dirs: list[str], output: str | Path) -> Path:

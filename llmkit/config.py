@@ -264,7 +264,11 @@ def build(cls: type, values: dict, prefix: str = "", all_keys: list[str] | None 
     for key, value in values.items():
         full = prefix + str(key)
         if key not in names:
-            raise ConfigError(f"unknown key `{full}`{_closest(full, all_keys)}")
+            guess, inner = full, value
+            while isinstance(inner, dict) and inner:  # a mistyped section: match what was set inside it
+                first = next(iter(inner))
+                guess, inner = f"{guess}.{first}", inner[first]
+            raise ConfigError(f"unknown key `{full}`{_closest(guess, all_keys)}")
         tp = section_types.get(full, hints[key])
         if _is_dataclass_type(tp):
             if not isinstance(value, dict):

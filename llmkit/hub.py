@@ -51,13 +51,18 @@ def is_path_like(name: str) -> bool:
 
 def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     """`target` if it already holds a model (config.json), else `build(tmp)` beside it and rename:
-    a killed build never leaves a half-written model, and two racing builds keep one."""
+    a killed build never leaves a half-written model, and two racing builds keep one. The build runs
+    with the caller's random stream set aside: a run that builds its model on first use (the builders
+    seed torch) draws the same initialisation, dropout and shuffling as one that finds it built."""
     if (target / "config.json").is_file():
         return target
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build(tmp)
+        with torch.random.fork_rng(devices=[]):
+            build(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp (and safetensors) make owner-only files; the cache is read like any model dir
         for f in tmp.rglob("*"):
             os.chmod(f, 0o755 if f.is_dir() else 0o644)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmkit import recipes
-from llmkit.config import load_yaml
+from llmkit.config import load_yaml, to_dict
 from llmkit.errors import ConfigError, LlmkitError
 
 STAGE_KEYS = {"name", "title", "run", "recipe", "set", "fast", "runs", "launch"}
@@ -207,7 +207,7 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
                 raise ConfigError(f"{where}: accelerate config not found: {launch}")
         stage = Stage(name=name, title=str(s.get("title") or name), run=run, recipe=recipe, overrides=overrides,
                       runs=runs, launch=launch, launch_args=launch_args, out=out / name)
-        stage.kind = _check_stage(stage, where)
+        stage.kind = _check_stage(stage, where, out)
         stages.append(stage)
         values[name] = stage.out
         values["__stages__"].append(name)
@@ -215,17 +215,36 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
                     output=out, fast=fast, vars=variables, stages=stages)
 
 
-def _check_stage(stage: Stage, where: str) -> str:
-    """Build the stage's config as its command will (without running anything); -> its kind."""
+def _check_stage(stage: Stage, where: str, output: Path) -> str:
+    """Build the stage's config as its command will (without running anything) and check the files it
+    names exist, unless an earlier stage makes them; -> its kind."""
     try:
         if stage.run == "train":
-            return recipes.load_config(stage.recipe, stage.overrides)[0].kind
-        rec = recipes.for_verb(stage.run)
-        if rec.load is not None:
-            rec.load(stage.recipe, stage.overrides)
-        return rec.kind
+            cfg = recipes.load_config(stage.recipe, stage.overrides)[1]
+        else:
+            rec = recipes.for_verb(stage.run)
+            cfg = rec.load(stage.recipe, stage.overrides) if rec.load is not None else None
+            if cfg is None:
+                return rec.kind
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    for key, value in _file_values(to_dict(cfg)):
+        path = Path(os.path.expanduser(value))
+        if not path.exists() and output.resolve() not in path.resolve().parents:
+            raise ConfigError(f"{where}: {key}={value}: not found (every stage's files are checked before the first "
+                              f"stage runs)")
+    return cfg.kind
+
+
+def _file_values(d: dict, prefix: str = ""):
+    """(dotted key, value) of each string that names a file: a path (/, ./, ../, ~) or a data file name."""
+    from llmkit.data.loading import EXTENSIONS
+
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _file_values(v, f"{prefix}{k}.")
+        elif isinstance(v, str) and (v.startswith(("/", "./", "../", "~")) or Path(v).suffix.lower() in EXTENSIONS):
+            yield f"{prefix}{k}", v
 
 
 # ----------------------------------------------------------------------------- running

@@ -123,9 +123,11 @@ def plot_histograms(series: dict[str, list[float]], path: str | Path, title: str
 
 def save_report(out: Path, lines: list[str]) -> Path:
     """Write out/report.md and its one-file HTML twin out/report.html (plots embedded)."""
+    from llmkit import faults
     from llmkit.html_report import write_html
 
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines))
+    faults.point("report")
     write_html(path)
     return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,20 +15,82 @@ import yaml
 
 from llmkit.errors import LlmkitError
 
+# Keys a run may change when it is started again in the same directory: where it lives and how to start.
+RESTART_KEYS = {("output", "dir"), ("output", "overwrite"), ("train", "resume")}
+CHECKPOINT_DIRS = ("checkpoints", "checkpoint")  # the HF Trainer's, and classify's and ppo's own
 
-def prepare_output_dir(out: str | Path, config: dict, *, overwrite: bool) -> Path:
-    """Create `out`, refuse to clobber a finished run, write the resolved config."""
+
+def prepare_output_dir(out: str | Path, config: dict, *, overwrite: bool, done_file: str | None = "metrics.json",
+                       same_settings: bool = True) -> Path:
+    """Create or take back `out` for a run of `config` (its resolved settings), then write config.yaml.
+
+    Refused unless `overwrite`: a finished run (metrics.json); a run of another kind, or an unfinished
+    run with other settings (resuming it would mix two runs; the differing keys are named); a directory
+    holding files that are not an llmkit run. With `overwrite` a previous run's metrics, history and
+    checkpoints go (nothing else is deleted), so the run starts over instead of resuming another one.
+    A kind that resumes record by record and may be asked for more (generate) passes `done_file=None,
+    same_settings=False`: only the kind and foreign files are checked."""
+    from llmkit import faults
+
     out = Path(out)
-    if (out / "metrics.json").exists() and not overwrite:
-        raise LlmkitError(f"{out} already holds a finished run (metrics.json); pass output.overwrite=true "
-                          f"or choose another output.dir")
+    if not overwrite:
+        _check_reusable(out, config, done_file, same_settings)
     out.mkdir(parents=True, exist_ok=True)
-    if overwrite and (out / "metrics.json").exists():
-        (out / "metrics.json").unlink()
-        if (out / "history.jsonl").exists():
-            (out / "history.jsonl").unlink()
+    if overwrite and (out / "config.yaml").is_file():
+        for name in ("metrics.json", "history.jsonl"):
+            (out / name).unlink(missing_ok=True)
+        for name in CHECKPOINT_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    faults.point("start")
     return out
+
+
+def run_kind(out: Path) -> str | None:
+    """The kind of the llmkit run in `out` (its config.yaml), None when there is none."""
+    try:
+        config = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return config.get("kind") if isinstance(config, dict) else None
+
+
+def _check_reusable(out: Path, config: dict, done_file: str | None, same_settings: bool) -> None:
+    hint = "pass output.overwrite=true to start it over, or choose another output.dir"
+    if done_file and (out / done_file).exists():
+        raise LlmkitError(f"{out} already holds a finished run ({done_file}); {hint}")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "config.yaml").is_file():
+        held = sorted(p.name for p in out.iterdir())
+        raise LlmkitError(f"{out} holds files that are not an llmkit run ({', '.join(held[:4])}"
+                          f"{', ...' if len(held) > 4 else ''}); choose another output.dir")
+    try:
+        before = yaml.safe_load((out / "config.yaml").read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise LlmkitError(f"{out / 'config.yaml'} does not parse ({type(e).__name__}); {hint}") from None
+    if not isinstance(before, dict):
+        raise LlmkitError(f"{out / 'config.yaml'} is not an llmkit run's config; {hint}")
+    if before.get("kind") != config.get("kind"):
+        raise LlmkitError(f"{out} holds a {before.get('kind')} run, not a {config.get('kind')} one; choose another "
+                          f"output.dir")
+    changed = [k for k in _flat(config).keys() | _flat(before).keys()
+               if same_settings and k not in RESTART_KEYS and _flat(config).get(k) != _flat(before).get(k)]
+    if changed:
+        shown = ", ".join(f"{'.'.join(k)}: {_flat(before).get(k)!r} -> {_flat(config).get(k)!r}" for k in sorted(changed)[:3])
+        raise LlmkitError(f"{out} holds an unfinished run with other settings ({shown}"
+                          f"{', ...' if len(changed) > 3 else ''}); run it again with its own settings to resume it, "
+                          f"or {hint}")
+
+
+def _flat(d: dict, prefix: tuple = ()) -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flat(v, (*prefix, k)))
+        else:
+            flat[(*prefix, k)] = v
+    return flat
 
 
 RUN_MARKERS = ("metrics.json", "config.yaml", "history.jsonl", "adapter_config.json")
@@ -93,15 +156,16 @@ def _jsonable(o):
 
 class History:
     """history.jsonl: one JSON object per logged step, flushed as written (a killed run keeps
-    every line it logged). On resume, lines past the resumed step are dropped."""
+    every line it logged). On resume, lines past the resumed step (their `key`) are dropped: the
+    resumed run logs them again."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
+    def __init__(self, path: str | Path, resume_step: int | None = None, key: str = "step"):
         self.path = Path(path)
         if resume_step is None and self.path.exists():
             self.path.unlink()
         elif resume_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+                    if line.strip() and json.loads(line).get(key, 0) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, **record) -> None:

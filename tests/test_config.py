@@ -41,6 +41,7 @@ def test_output_dir_template(recipe):
 
 @pytest.mark.parametrize("override, needle", [
     (["train.lerning_rate=1"], "unknown key `train.lerning_rate` (did you mean `train.learning_rate`?)"),
+    (["trian.learning_rate=1"], "unknown key `trian` (did you mean `train.learning_rate`?)"),  # a mistyped section
     (["lerning_rate=1"], "did you mean `learning_rate`?"),
     (["method.trainable_layer=1"], "did you mean `method.trainable_layers`?"),
     (["train.batch_size=abc"], "`train.batch_size` must be an integer, got 'abc'"),

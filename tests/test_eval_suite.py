@@ -63,7 +63,8 @@ def test_generation_resumes_from_the_partial_file(sft_model, tmp_path, run_cli):
     full = [json.loads(x)["prediction"] for x in (ref / "predictions.jsonl").read_text().splitlines()]
     out = tmp_path / "resumed"
     out.mkdir()
-    # What a run killed after its first batch leaves: 4 finished rows, then a line cut mid-write.
+    # What a run killed after its first batch leaves: its config, 4 finished rows, then a line cut mid-write.
+    (out / "config.yaml").write_text((ref / "config.yaml").read_text().replace(str(ref), str(out)))
     (out / "predictions.partial.jsonl").write_text("".join(json.dumps({"prediction": p}) + "\n" for p in full[:4]) + '{"predi')
     res = run_cli("eval", SUITE, *args, f"output.dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]

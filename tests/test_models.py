@@ -119,3 +119,49 @@ def test_one_chat_template_helper_reads_jinja_files_and_names_a_missing_one(tmp_
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "<user>hi"
     with pytest.raises(ConfigError, match=r"model.chat_template='.*missing.jinja': no such template file"):
         set_chat_template(tok, str(tmp_path / "missing.jinja"))
+
+
+def test_building_a_tiny_model_leaves_the_callers_random_stream_alone(tmp_path, monkeypatch):
+    """A run seeds, then resolves its model: the first use (which builds the model, seeding torch
+    itself) must draw the same LoRA init and shuffling as every later one."""
+    import torch
+
+    from llmkit.models.loading import resolve_model
+
+    monkeypatch.setenv("LLMKIT_CACHE", str(tmp_path))
+    torch.manual_seed(42)
+    resolve_model("tiny-gpt2")  # built now
+    built = torch.rand(3)
+    torch.manual_seed(42)
+    resolve_model("tiny-gpt2")  # found built
+    assert torch.equal(built, torch.rand(3))
+
+
+def test_a_model_whose_weights_are_a_pickle_with_code_is_refused_by_name(tmp_path, capfd):
+    """torch's weights-only load refuses it (nothing in it runs); the user gets the directory named."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from llmkit.config import ModelConfig
+    from llmkit.errors import LlmkitError
+    from llmkit.models.loading import load_causal_lm, resolve_model
+    from llmkit.models.trained import load_causal
+
+    model = tmp_path / "pickled"
+    shutil.copytree(resolve_model("tiny-llama"), model)
+    weights = load_file(str(model / "model.safetensors"))
+    weights["payload"] = _Payload()
+    torch.save(weights, model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    for load in (lambda: load_causal_lm(ModelConfig(name=str(model))), lambda: load_causal(str(model))):
+        with pytest.raises(LlmkitError) as e:
+            load()
+        assert f"{model}: its weights are a pickle" in str(e.value) and "nothing in it ran" in str(e.value)
+    assert "PAYLOAD RAN" not in capfd.readouterr().out
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("PAYLOAD RAN",))

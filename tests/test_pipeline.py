@@ -86,6 +86,9 @@ def _write(tmp_path, body: str):
     ("kind: pipeline\nstages:\n  - {name: a, run: train, recipe: %s, launch: nowhere.yaml}\n", r"accelerate config not found"),
     ("kind: train\nstages: []\n", r"needs `kind: pipeline`"),
     ("kind: pipeline\nstages: []\n", r"`stages` must be a non-empty list"),
+    ("kind: pipeline\nstages:\n  - {name: a, run: train, recipe: %s}\n"
+     "  - {name: b, run: train, recipe: %s, set: [data.path=/nowhere/prefs.jsonl]}\n",
+     r"stage `b`: data.path=/nowhere/prefs.jsonl: not found \(every stage's files are checked before the first"),
 ])
 def test_bad_pipeline_files_are_named_before_anything_runs(body, message, tmp_path):
     recipe = ROOT / "recipes" / "sft" / "lora.yaml"
@@ -93,6 +96,16 @@ def test_bad_pipeline_files_are_named_before_anything_runs(body, message, tmp_pa
     with pytest.raises(ConfigError, match=message):
         load_pipeline(path, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_an_earlier_stage_makes_is_not_required_to_exist(tmp_path):
+    path = _write(tmp_path, f"""\
+        kind: pipeline
+        stages:
+          - {{name: a, run: train, recipe: {ROOT / 'recipes/sft/lora.yaml'}}}
+          - {{name: b, run: train, recipe: {ROOT / 'recipes/sft/lora.yaml'}, set: ["data.path={{a}}/generations.jsonl"]}}
+        """)
+    assert load_pipeline(path, output=tmp_path / "out").stage("b").overrides == [f"data.path={tmp_path / 'out' / 'a'}/generations.jsonl"]
 
 
 def test_cli_prints_every_stage_command_and_points_train_to_pipeline(run_cli):
@@ -108,7 +121,8 @@ def test_cli_prints_every_stage_command_and_points_train_to_pipeline(run_cli):
 def test_a_failing_stage_stops_with_its_log_and_the_rerun_keeps_what_finished(tmp_path, write_jsonl, capsys):
     rows = [{"prediction": "the cat sat", "reference": "the cat sat"}, {"prediction": "a dog", "reference": "the dog"}]
     preds = write_jsonl("preds.jsonl", rows)
-    later = tmp_path / "later.jsonl"  # does not exist yet: the second stage fails
+    later = tmp_path / "later.jsonl"  # cut mid-row (a file still being written): the second stage fails
+    later.write_text('{"prediction": "the ca')
     path = _write(tmp_path, f"""\
         kind: pipeline
         name: two evaluations

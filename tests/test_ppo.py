@@ -1,17 +1,12 @@
 """PPO (llmkit/recipes/ppo.py) on tiny models, CPU: the rollout/log-prob plumbing (ratio 1 on the
 first minibatch, padding side), frozen reference, optimizer steps per update, reward rising with
-a programmatic reward for 3 seeds and held in place by a very large KL coefficient, and resume
-after a kill."""
+a programmatic reward for 3 seeds and held in place by a very large KL coefficient (resume after a
+kill: tests/test_kill_resume.py)."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
-from conftest import ROOT
 
 from llmkit.config import build
 from llmkit.methods import get_method
@@ -117,35 +112,6 @@ def test_padding_side_does_not_change_log_probs():
     b = forward_logprobs(model, Rollout(q2, qm2, resp, mask, eos), 0.7)
     assert torch.allclose(a, b, atol=1e-5)
     assert (a[0, 3] == 0) and (a[0, :3] != 0).all()  # nothing after EOS
-
-
-def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
-    """A killed run started again continues from its last checkpoint with the same random state."""
-    script = tmp_path / "run.py"
-    script.write_text(
-        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        + "from pathlib import Path\nfrom test_ppo import config\nfrom llmkit.recipes.ppo import run\n"
-        "out = Path(sys.argv[1]); cfg = config(out, train__num_updates=30, train__save_every=3)\n"
-        "cfg.output.overwrite = sys.argv[2] == 'fresh'\nrun(cfg, out)\n")
-    ref = tmp_path / "ref"
-    assert subprocess.run([sys.executable, str(script), str(ref), "fresh"], cwd=ROOT, capture_output=True).returncode == 0
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "fresh"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "checkpoint" / "state.pt").exists() and len(history(out)) >= 7:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    res = subprocess.run([sys.executable, str(script), str(out), "resume"], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "resuming PPO from update" in res.stdout
-    a, b = history(ref), history(out)
-    assert [r["step"] for r in b] == list(range(1, 31))
-    assert [r["reward_mean"] for r in b] == pytest.approx([r["reward_mean"] for r in a], abs=1e-5)
 
 
 def test_the_report_checks_the_diagnostics_on_the_run_instead_of_printing_a_fixed_line():

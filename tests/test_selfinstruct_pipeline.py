@@ -4,10 +4,6 @@ stages on their own, the OpenAI backend against a loopback server, bad seed file
 training in the sft recipe."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from conftest import REFERENCE_SEEDS, ROOT, needs_reference_seeds
@@ -69,29 +65,6 @@ def test_same_seed_same_run_and_stages_on_their_own(tmp_path, run_cli):
     assert len(lines(b / "instructions.jsonl")) == 7 and len(lines(b / "classification.jsonl")) == 7
 
 
-def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, run_cli):
-    args = [*TINY, "bootstrap.prompts_per_round=2", "num_instructions=24", "stages=[bootstrap,export]"]
-    ref = tmp_path / "ref"
-    assert run_cli("generate", RECIPE, *args, f"output.dir={ref}").returncode == 0
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "llmkit", "generate", str(RECIPE), *args, f"output.dir={out}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and len(lines(out / "instructions.jsonl")) < 6:
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 6 <= len(lines(out / "instructions.jsonl")) < 24
-    res = run_cli("generate", RECIPE, *args, f"output.dir={out}")
-    assert res.returncode == 0 and "resuming bootstrap" in res.stderr
-    got = [k["instruction"] for k in lines(out / "instructions.jsonl")]
-    assert got == [k["instruction"] for k in lines(ref / "instructions.jsonl")]
-    assert len(set(got)) == len(got) == 24
-    rejected = lambda d: sorted(json.dumps(r, sort_keys=True) for r in lines(d / "rejected.jsonl"))  # noqa: E731
-    assert rejected(out) == rejected(ref)
-
-
 def test_openai_backend_against_a_loopback_server(tmp_path, run_cli):
     from openai_server import OpenAIServer
 
@@ -132,6 +105,7 @@ def test_export_writes_machine_tasks_in_the_sft_format(tmp_path, run_cli):
     """Export on its own, from stage files as a finished run leaves them."""
     out = tmp_path / "si"
     out.mkdir()
+    (out / "config.yaml").write_text("kind: self_instruct\n")  # a run's directory, as it leaves it
     rec = {"round": 0, "prompt": 0, "max_rouge_l": 0.2, "seed_ids": ["s"], "machine_ids": [], "model": "m"}
     (out / "instructions.jsonl").write_text("".join(json.dumps({"id": f"machine_{i}", "instruction": t, **rec}) + "\n" for i, t in
                                                     enumerate(["Add the two numbers given.", "Is the review positive or negative?"])))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from llmkit import faults
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, DataError
 from llmkit.eval import suite_report
@@ -363,6 +364,7 @@ def generate_predictions(model, tokenizer, examples: list[dict], cfg: SuiteConfi
                              temperature=g.temperature, progress=False)
             fh.writelines(json.dumps({"prediction": p}) + "\n" for p in preds)
             fh.flush()
+            faults.point("train")  # a batch is safe: a run killed now resumes after it
             done += preds
             bar.update(len(preds))
     bar.close()
@@ -450,11 +452,10 @@ def run(cfg: SuiteConfig) -> dict:
         if cfg.fewshot.k:
             examples = add_demonstrations(examples, source, cfg)
     texts, text_source = read_texts(cfg.perplexity) if "perplexity" in cfg.metrics else ([], None)
-    prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-
     model = tok = None
     if cfg.model.name and ((gen_metrics and not cfg.predictions.path) or texts):
         model, tok = _load_model(cfg)
+    prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)  # once the inputs and the model are good
     timings = {}
     if gen_metrics and not cfg.predictions.path:
         t = time.perf_counter()
@@ -491,9 +492,9 @@ def run(cfg: SuiteConfig) -> dict:
                 row = {"prompt": prompt_text(e.get("query", e["prompt"])), "references": e["references"], "prediction": e["prediction"],
                        "scores": {k: vs[i] for k, vs in per_row.items()}}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        (out / "predictions.partial.jsonl").unlink(missing_ok=True)
     suite_report.write_report(out, cfg, metrics, examples, per_row)
     write_json(out / "metrics.json", metrics)  # last: its presence marks a finished evaluation
+    (out / "predictions.partial.jsonl").unlink(missing_ok=True)  # kept till here: a kill before loses no generation
     return metrics
 
 

@@ -19,6 +19,7 @@ local path. `trust_remote_code` is off unless the recipe sets `model.trust_remot
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -178,12 +179,29 @@ def set_pad_token(tokenizer, requested: str | None = None) -> dict:
             "tokenizer_pad_token": original}
 
 
+@contextlib.contextmanager
+def unpickled(path):
+    """Name the model directory when its weights are a pickle that holds more than tensors: torch's
+    weights-only load refuses it (rightly: nothing in it ran), and the user gets one line, not a traceback."""
+    import pickle
+
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        why = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "not plain tensors")
+        raise LlmkitError(f"{path}: its weights are a pickle (pytorch_model.bin) that holds more than tensors, so "
+                          f"torch's weights-only load refused it and nothing in it ran ({why.split('. ')[0]}). "
+                          f"Use a model saved as safetensors; if you trust the file, convert it with "
+                          f"`save_pretrained(..., safe_serialization=True)` where you trust it") from None
+
+
 def load_backbone(cfg, path: str | None = None, **extra):
     """The bare transformer (AutoModel): hidden states out, no task head."""
     from transformers import AutoModel
 
     path = path or resolve_model(cfg.name, cfg.revision)
-    return AutoModel.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
+    with unpickled(path):
+        return AutoModel.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
 
 
 def load_causal_lm(cfg, path: str | None = None, **extra):
@@ -191,7 +209,8 @@ def load_causal_lm(cfg, path: str | None = None, **extra):
     from transformers import AutoModelForCausalLM
 
     path = path or resolve_model(cfg.name, cfg.revision)
-    return AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
+    with unpickled(path):
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path), **_load_kwargs(cfg), **extra)
 
 
 def set_chat_template(tokenizer, template: str | None = None, key: str = "model.chat_template") -> str:

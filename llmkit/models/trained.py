@@ -39,7 +39,7 @@ def load_causal(name_or_path: str, *, base: str | None = None, revision: str | N
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmkit.models.loading import resolve_model
+    from llmkit.models.loading import resolve_model, unpickled
 
     kwargs = {"trust_remote_code": trust_remote_code, **({"dtype": getattr(torch, dtype)} if dtype else {})}
     path = Path(name_or_path)
@@ -47,13 +47,15 @@ def load_causal(name_or_path: str, *, base: str | None = None, revision: str | N
     if info is None:
         model_path = resolve_model(name_or_path, revision)
         extra = {"revision": revision} if revision and model_path == name_or_path else {}
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs, **extra)
+        with unpickled(model_path):
+            model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs, **extra)
         tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code, **extra)
     else:
         base_name = base or _base_name(info, path)
         base_path = resolve_model(base_name, revision)
         extra = {"revision": revision} if revision and base_path == base_name else {}
-        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **extra)
+        with unpickled(base_path):
+            model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **extra)
         if info.get("llmkit_method") == "adapter":
             from llmkit.methods.adapter import load_adapter
 

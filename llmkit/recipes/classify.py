@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from llmkit import faults
 from llmkit.config import (
     EvalConfig,
     MethodConfig,
@@ -146,8 +147,9 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
 def make_scheduler(optimizer, t: TrainConfig, total_steps: int):
     from transformers import get_scheduler
 
-    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[t.lr_scheduler]
-    return get_scheduler(name, optimizer, num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
+    from llmkit.recipes.trainer import SCHEDULERS
+
+    return get_scheduler(SCHEDULERS[t.lr_scheduler], optimizer, num_warmup_steps=int(t.warmup_ratio * total_steps), num_training_steps=total_steps)
 
 
 def param_groups(model, weight_decay: float):
@@ -159,8 +161,10 @@ def param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyConfig, out: Path, history: History) -> int:
-    """Minibatch AdamW over the trainable parameters; returns the optimizer steps taken."""
+def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyConfig, out: Path,
+               history: History) -> tuple[int, float]:
+    """Minibatch AdamW over the trainable parameters -> (optimizer steps, training seconds over every
+    session of the run: a resumed run adds its checkpoint's seconds to its own)."""
     t = cfg.train
     micro, accum = t.batch_plan(accelerator.num_processes)
     accelerator.gradient_accumulation_steps = accum
@@ -175,24 +179,34 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
     scheduler = make_scheduler(optimizer, t, total)  # stepped by hand once per optimizer step
     accelerator.register_for_checkpointing(scheduler)
 
-    ckpt, step = out / "checkpoint", 0
+    ckpt, step, before, running = out / "checkpoint", 0, 0.0, []
     if t.resume and (ckpt / "trainer_state.json").is_file():
         accelerator.load_state(str(ckpt))
-        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        saved = json.loads((ckpt / "trainer_state.json").read_text())
+        step, before = saved["step"], saved.get("seconds", 0.0)
+        unlogged = ckpt / f"unlogged_{accelerator.process_index}.json"
+        running = [torch.tensor(x, device=accelerator.device) for x in json.loads(unlogged.read_text())] \
+            if unlogged.is_file() else []
         accelerator.print(f"resuming from {ckpt} at step {step}/{total}")
+    start = time.perf_counter()
 
     def save_checkpoint():
         tmp = out / "checkpoint.tmp"
         accelerator.save_state(str(tmp))
+        # the losses since the last history line, per process: the resumed run logs the same mean
+        (tmp / f"unlogged_{accelerator.process_index}.json").write_text(json.dumps([float(x) for x in running]))
+        faults.point("checkpoint")
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "total_steps": total}))
+            (tmp / "trainer_state.json").write_text(json.dumps(
+                {"step": step, "total_steps": total, "seconds": before + time.perf_counter() - start}))
             shutil.rmtree(ckpt, ignore_errors=True)
             tmp.rename(ckpt)  # the old checkpoint goes only once the new one is complete
         accelerator.wait_for_everyone()
+        faults.point("train")
 
     bar = tqdm(total=total, initial=step, desc="train", disable=not accelerator.is_main_process)
     model.train()
-    running = []
     while step < total:
         epoch = step // steps_per_epoch
         loader.set_epoch(epoch)  # seeded shuffling: the same order again after a resume
@@ -229,7 +243,7 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
         if not t.save_steps and step < total:
             save_checkpoint()
     bar.close()
-    return step
+    return step, before + time.perf_counter() - start
 
 
 def _rng_neutral(loader):
@@ -287,8 +301,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
             with torch.no_grad():
                 preds = model.head(torch.from_numpy(xte).to(model.head.weight.device)).argmax(-1).tolist()
         else:
-            steps = train_loop(accelerator, model, tokenizer, data, cfg, out, history)
-            train_seconds = time.perf_counter() - start
+            steps, train_seconds = train_loop(accelerator, model, tokenizer, data, cfg, out, history)
             model = accelerator.unwrap_model(model)
             preds = predict(model, tokenizer, data.test_texts, cfg.model.max_length, cfg.eval.batch_size)
 
@@ -313,6 +326,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
             if accelerator.is_main_process:
                 save_classifier(model, tokenizer, out / "model", labels=data.labels, base_model=cfg.model.name,
                                 max_length=cfg.model.max_length, method=cfg.method.name, method_config=to_dict(cfg.method))
+                faults.point("model")
     if accelerator.is_main_process:
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})

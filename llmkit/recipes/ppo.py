@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from llmkit import faults
 from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
 from llmkit.data.sft import prompt_text
 from llmkit.divergence import check_finite
@@ -400,8 +401,9 @@ def evaluate(policy, tok, scorer, items: list[dict], cfg: PPOConfig) -> tuple[di
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, kl_ctl) -> None:
-    """No random state: sampling and minibatch order are seeded per update and rank (see run)."""
+def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, kl_ctl, seconds: float) -> None:
+    """No random state: sampling and minibatch order are seeded per update and rank (see run).
+    `seconds`: the run's training seconds so far, over all its sessions."""
     import torch
 
     tmp = path.with_name(path.name + ".tmp")
@@ -410,13 +412,15 @@ def _save_checkpoint(path: Path, update: int, policy, value_model, optimizers, k
     trainable = {n: q.detach() for n, q in policy.named_parameters() if q.requires_grad}
     torch.save({"policy": trainable, "value": value_model.state_dict(),
                 "policy_opt": optimizers[0].state_dict(), "value_opt": optimizers[1].state_dict(),
-                "kl": kl_ctl.state_dict(), "update": update},
+                "kl": kl_ctl.state_dict(), "update": update, "seconds": seconds},
                tmp / "state.pt")
+    faults.point("checkpoint")
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)  # atomic: a kill leaves the old checkpoint or the new one, never half of one
+    faults.point("train")
 
 
-def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl) -> int:
+def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl) -> tuple[int, float]:
     import torch
 
     state = torch.load(path / "state.pt", weights_only=False)
@@ -429,7 +433,7 @@ def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl) -> int
     optimizers[0].load_state_dict(state["policy_opt"])
     optimizers[1].load_state_dict(state["value_opt"])
     kl_ctl.load_state_dict(state["kl"])
-    return state["update"]
+    return state["update"], state.get("seconds", 0.0)
 
 
 # ----------------------------------------------------------------------------- run
@@ -491,9 +495,9 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     kl_ctl = make_kl_controller("adaptive" if p.adaptive_kl else "fixed", p.kl_coef, p.kl_target, p.kl_horizon)
     trainable, total = count_params(policy)
 
-    start = 0
+    start, seconds_before = 0, 0.0
     if resume:
-        start = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl)
+        start, seconds_before = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl)
         acc.print(f"resuming PPO from update {start} ({ckpt})")
     history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
     before, before_samples = {}, []
@@ -508,7 +512,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     order_rng = random.Random(f"{cfg.train.seed}:prompts")
     order = list(range(len(train_items)))
     order_rng.shuffle(order)
-    samples_log = out / "samples.jsonl"
+    samples_log = History(out / "samples.jsonl", resume_step=start if resume else None, key="update") if main else None
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -529,15 +533,15 @@ def run(cfg: PPOConfig, out: Path) -> dict:
             if main:
                 history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
                 if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
-                    with open(samples_log, "a") as fh:
-                        for s in samples[:4]:
-                            fh.write(json.dumps({"update": u + 1, **s}) + "\n")
+                    for s in samples[:4]:
+                        samples_log.log(update=u + 1, **s)
             if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
                 if main:  # every rank holds the same weights and optimizer states (gradients are averaged)
-                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl)
+                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl,
+                                     seconds_before + time.perf_counter() - t0)
                 acc.wait_for_everyone()
     bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = seconds_before + time.perf_counter() - t0
     acc.wait_for_everyone()
     if not main:
         return {}
@@ -567,6 +571,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         final = copy.deepcopy(policy).merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
         final.save_pretrained(out / "model")
         tok.save_pretrained(out / "model")
+        faults.point("model")
     ppo_report.write_report(out, cfg, metrics, hist, before_samples, after_samples)
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmkit import faults
 from llmkit.config import (
     EvalConfig,
     MethodConfig,
@@ -48,8 +48,9 @@ from llmkit.methods import (
     save_trained,
 )
 from llmkit.recipes import Recipe, reward_report
+from llmkit.recipes import trainer as trainer_glue
 from llmkit.rlhf.reward_data import RewardDataConfig, check_special_tokens, prepare, tokenize_pairs
-from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
+from llmkit.tracking import write_json
 
 
 @dataclass
@@ -221,23 +222,6 @@ def trainer_class(groups: list[int]):
     return GroupedRewardTrainer
 
 
-def history_callback(history: History, clock: list):
-    """Trainer logs -> history.jsonl; `clock` gets (time, tokens seen) at each optimizer step's end."""
-    from transformers import TrainerCallback
-
-    class HistoryCallback(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and state.is_world_process_zero:
-                history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
-                            lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                            accuracy=logs.get("accuracy"), margin=logs.get("margin"))
-
-        def on_step_end(self, args, state, control, **kwargs):
-            clock.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
-
-    return HistoryCallback()
-
-
 def examples(records, scores, offset: float, n: int) -> list[dict]:
     """Held-out prompts with their responses (best first) and calibrated rewards, for the report."""
     out = []
@@ -270,7 +254,6 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     from trl import RewardConfig as TRLConfig
 
     from llmkit import distributed
-    from llmkit.recipes.sft import steady_tokens_per_second
     from llmkit.rlhf.reward_model import (
         calibrate,
         evaluate_comparisons,
@@ -294,14 +277,7 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     if not train_pairs.rows:
         raise DataError(f"{data.train_source}: no training pair fits in model.max_length={cfg.model.max_length} "
                         f"({train_pairs.dropped} dropped)")
-    if state.is_main_process:
-        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-    state.wait_for_everyone()
-    ckpt_dir = out / "checkpoints"
-    resume, resume_step = last_checkpoint(ckpt_dir) if cfg.train.resume else (None, None)
-    if resume:
-        state.print(f"resuming from {resume} (step {resume_step})")
-    history = History(out / "history.jsonl", resume_step=resume_step)
+    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
 
     extra = load_kwargs(cfg.method.name, cfg.method, resolve_start(cfg.model)[0])
     def build():
@@ -321,30 +297,15 @@ def run(cfg: RewardConfig, out: Path) -> dict:
                 f"max_length dropped); {len(data.test)} held-out prompts ({data.format})")
 
     t = cfg.train
-    micro, accum = t.batch_plan(state.num_processes)
-    args = TRLConfig(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
-        learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
-        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.lr_scheduler, t.lr_scheduler),
-        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or 1e9,
-        seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
-        save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
-        report_to="none", max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
-        disable_dropout=True,  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
-        activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
-        gradient_checkpointing=False, bf16=t.mixed_precision == "bf16", fp16=t.mixed_precision == "fp16",
-        **distributed.trainer_args(), include_num_input_tokens_seen="non_padding", logging_nan_inf_filter=False,
-        dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
-    )
-    clock: list = []
-    trainer = trainer_class(train_pairs.groups)(
+    args = trainer_glue.training_args(
+        TRLConfig, t, run_dir, state.num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
+        max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
+        disable_dropout=True)  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
+    progress = trainer_glue.progress_callback()
+    trainer = trainer_glue.counted(trainer_class(train_pairs.groups), progress)(
         model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_pairs.rows),
-        callbacks=[history_callback(history, clock), guard_callback()])
-    with PeakMemory() as mem:
-        start = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume)
-        train_seconds = time.perf_counter() - start
-    distributed.check_world_size(trainer.accelerator.num_processes)
+        callbacks=[trainer_glue.history_callback(run_dir.history, ("accuracy", "margin")), progress, guard_callback()])
+    counters = trainer_glue.train(trainer, run_dir, progress)
 
     def rebuild():
         m = method.apply(build(), cfg.method)
@@ -352,11 +313,10 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         return m
 
     model = distributed.gathered_model(trainer, rebuild)
-    steps = trainer.state.global_step
-    pairs_seen = steps * t.batch_size
+    pairs_seen = counters["optimizer_steps"] * t.batch_size
     if t.max_steps == -1:
         pairs_seen = min(pairs_seen, math.ceil(t.epochs * len(train_pairs.rows)))
-    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    seconds = counters["train_seconds"]
 
     metrics: dict = {}
     if state.is_main_process:
@@ -367,16 +327,15 @@ def run(cfg: RewardConfig, out: Path) -> dict:
             **{k: after[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss")},
             **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss", "accuracy_by_rank_pair")
                if k in before},
-            "train_loss": result.training_loss, "calibration_offset": offset, "calibration_scale": calib["scale"],
+            "train_loss": counters["train_loss"], "calibration_offset": offset, "calibration_scale": calib["scale"],
             "calibration_samples": calib["num_demonstrations"], "mean_reward_by_rank": mean_by_rank(scores, offset),
             "accuracy_by_rank_pair": after.get("accuracy_by_rank_pair"), "accuracy_by_task": after.get("accuracy_by_task"),
             "ties": after["ties"],
             "trainable_params": trainable, "total_params": total,
-            "train_seconds": round(train_seconds, 2),
-            "pairs_per_second": round(pairs_seen / train_seconds, 1) if train_seconds else None,
-            "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
-            "steady_tokens_per_second": steady_tokens_per_second(clock), "train_tokens": tokens_seen,
-            "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": steps,
+            "train_seconds": counters["train_seconds"],
+            "pairs_per_second": round(pairs_seen / seconds, 1) if seconds else None,
+            **{k: counters[k] for k in ("tokens_per_second", "steady_tokens_per_second", "train_tokens",
+                                        "peak_memory_mb", "peak_memory_kind", "optimizer_steps")},
             "num_train_prompts": len(data.train), "num_train_pairs": len(train_pairs.rows),
             "dropped_train_pairs": train_pairs.dropped, "num_test_prompts": len(data.test),
             "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
@@ -394,9 +353,10 @@ def run(cfg: RewardConfig, out: Path) -> dict:
                 "method": cfg.method.name, "pairwise_accuracy": after["pairwise_accuracy"],
                 "sequence": "prompt ids (chat template with generation prompt) + response ids + EOS; reward at the EOS",
             })
+            faults.point("model")
         reward_report.write_report(out, cfg, metrics, examples(data.test, scores, offset, ev.num_examples))
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     return metrics
 

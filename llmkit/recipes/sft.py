@@ -14,13 +14,13 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from llmkit import faults
 from llmkit.config import (
     EvalConfig,
     MethodConfig,
@@ -54,7 +54,8 @@ from llmkit.models.loading import (
     set_pad_token,
 )
 from llmkit.recipes import Recipe, sft_report
-from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir, write_json
+from llmkit.recipes import trainer as trainer_glue
+from llmkit.tracking import write_json
 
 
 @dataclass
@@ -107,21 +108,6 @@ def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfi
             "eval_exact_match": exact_match(preds, refs) if prompts else None}, preds
 
 
-def history_callback(history: History, clock: list):
-    """Trainer logs -> history.jsonl (one object per logging step); `clock` gets (time, tokens seen)
-    at each optimizer step's end, for the steady-state throughput."""
-    from transformers import TrainerCallback
-
-    class HistoryCallback(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            _log(history, state, logs)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            clock.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
-
-    return HistoryCallback()
-
-
 def trainer_class(token_metrics: bool):
     """TRL's SFTTrainer, or (default) one whose loss is the model's own, as a plain loop computes it,
     with logits only where a label is.
@@ -167,22 +153,6 @@ def sparse_logits_ok(model) -> bool:
     return not (peft is not None and peft.is_prompt_learning and peft.peft_type != "PREFIX_TUNING")
 
 
-def steady_tokens_per_second(clock: list, skip: int = 5) -> float | None:
-    """Tokens/s between the end of step `skip` and the last step: the training step's own speed,
-    without start-up (optimizer creation, first-step allocation) or the final checkpoint."""
-    if len(clock) <= skip + 1:
-        return None
-    (t0, n0), (t1, n1) = clock[skip], clock[-1]
-    return round((n1 - n0) / (t1 - t0), 1) if t1 > t0 else None
-
-
-def _log(history: History, state, logs) -> None:
-    if logs and "loss" in logs and state.is_world_process_zero:
-        history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
-                    lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                    **{k: logs[k] for k in ("mean_token_accuracy", "entropy") if k in logs})
-
-
 def run(cfg: SFTConfig, out: Path) -> dict:
     from accelerate.utils import set_seed
     from datasets import Dataset
@@ -198,14 +168,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     pad = set_pad_token(tokenizer, cfg.model.pad_token)
     cfg.model.pad_token = pad["pad_token"]  # config.yaml records the choice
     set_chat_template(tokenizer, cfg.model.chat_template)
-    if state.is_main_process:
-        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-    state.wait_for_everyone()
-    ckpt_dir = out / "checkpoints"
-    resume, resume_step = last_checkpoint(ckpt_dir) if cfg.train.resume else (None, None)
-    if resume:
-        state.print(f"resuming from {resume} (step {resume_step})")
-    history = History(out / "history.jsonl", resume_step=resume_step)
+    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
 
     method = get_method(cfg.method.name)
     extra = load_kwargs(cfg.method.name, cfg.method, model_path)
@@ -227,41 +190,25 @@ def run(cfg: SFTConfig, out: Path) -> dict:
                 f"{len(train_tok)} train / {len(test_tok)} held-out examples ({data.format})")
 
     t = cfg.train
-    micro, accum = t.batch_plan(state.num_processes)
-    args = TRLConfig(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
-        learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
-        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.lr_scheduler, t.lr_scheduler),
-        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or 1e9,
-        seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
-        save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
-        report_to="none", max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing,
-        activation_checkpointing=gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing), gradient_checkpointing=False, bf16=t.mixed_precision == "bf16",
-        fp16=t.mixed_precision == "fp16", **distributed.trainer_args(),
-        include_num_input_tokens_seen="non_padding", logging_nan_inf_filter=False, dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
-    )
-    clock: list = []
-    trainer = trainer_class(t.token_metrics)(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(train_tok), callbacks=[history_callback(history, clock), guard_callback()])
-    with PeakMemory() as mem:
-        start = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume)
-        train_seconds = time.perf_counter() - start
-    distributed.check_world_size(trainer.accelerator.num_processes)
+    args = trainer_glue.training_args(
+        TRLConfig, t, run_dir, state.num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
+        max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing)
+    progress = trainer_glue.progress_callback()
+    trainer = trainer_glue.counted(trainer_class(t.token_metrics), progress)(
+        model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_tok),
+        callbacks=[trainer_glue.history_callback(run_dir.history, ("mean_token_accuracy", "entropy")), progress,
+                   guard_callback()])
+    counters = trainer_glue.train(trainer, run_dir, progress)
     model = distributed.gathered_model(trainer, lambda: method.apply(build(), cfg.method))
-    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
 
     metrics: dict = {}
     if state.is_main_process:
         after, after_preds = measure(model, tokenizer, test_tok, prompts, refs, cfg, "finetuned generate")
         metrics = {
-            "train_loss": result.training_loss, **after,
+            "train_loss": counters["train_loss"], **after,
             **{f"base_{k}": v for k, v in before.items()},
             "trainable_params": trainable, "total_params": total,
-            "tokens_per_second": round(tokens_seen / train_seconds, 1) if train_seconds else None,
-            "steady_tokens_per_second": steady_tokens_per_second(clock),
-            "train_tokens": tokens_seen, "train_seconds": round(train_seconds, 2),
-            "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "optimizer_steps": trainer.state.global_step,
+            **{k: v for k, v in counters.items() if k != "train_loss"},
             "num_train": len(train_tok), "num_test": len(test_tok), "format": data.format,
             "method": cfg.method.name, "model": cfg.model.name, **pad,
             **distributed.describe(trainer.accelerator.num_processes),
@@ -269,13 +216,14 @@ def run(cfg: SFTConfig, out: Path) -> dict:
         if cfg.output.save_model:
             save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
             tokenizer.save_pretrained(out / "model")
+            faults.point("model")
         samples = [{"prompt": tokenizer.decode(p), "reference": r, "base": b, "finetuned": a}
                    for p, r, b, a in zip(prompts, refs, before_preds or [None] * len(refs), after_preds)]
         with open(out / "generations.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in samples)
         sft_report.write_report(out, cfg, metrics, samples[:8])
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     return metrics
 

@@ -63,13 +63,13 @@ def load_sequence_classifier(cfg, **extra):
     from transformers import AutoModelForSequenceClassification
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
-    from llmkit.models.loading import _load_kwargs, local_only
+    from llmkit.models.loading import _load_kwargs, local_only, unpickled
 
     source, adapter = resolve_start(cfg)
     kwargs = {**_load_kwargs(cfg), "local_files_only": local_only(source), **extra}
     fresh = not _is_reward_checkpoint(source, trust_remote_code=cfg.trust_remote_code,
                                       local_files_only=kwargs["local_files_only"])
-    with suppress_seqcls_warning():  # "score.weight newly initialised", "lm_head unused": both expected
+    with suppress_seqcls_warning(), unpickled(source):  # "score.weight newly initialised", "lm_head unused": both expected
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
     if adapter is not None:
         model = _merge_adapter(model, adapter)
@@ -165,7 +165,10 @@ def load_reward_model(path: str | Path, *, device: str | None = None):
     calib = json.loads(calib_file.read_text()) if calib_file.is_file() else {}
     info = adapter_info(path)
     if info is None:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        from llmkit.models.loading import unpickled
+
+        with unpickled(path):
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     else:
         from types import SimpleNamespace
 

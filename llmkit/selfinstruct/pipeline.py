@@ -36,12 +36,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmkit import faults
 from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_overrides, to_dict
 from llmkit.errors import ConfigError, LlmkitError
 from llmkit.recipes import Recipe
 from llmkit.selfinstruct import report
 from llmkit.selfinstruct.backends import BackendConfig
 from llmkit.selfinstruct.filters import FilterConfig
+from llmkit.tracking import prepare_output_dir, run_kind
 
 STAGES = ("bootstrap", "classify", "instances", "export")
 
@@ -156,6 +158,7 @@ class Log:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
+        faults.point("train")  # a record is safe: a run killed now resumes after it
 
 
 @dataclass
@@ -386,9 +389,12 @@ def run(cfg: SelfInstructConfig) -> dict:
     seeds = load_seeds(cfg.seeds)  # a bad seed file stops here, before any model loads
     out = Path(cfg.output.dir)
     if cfg.output.overwrite and out.exists():
+        if run_kind(out) != "self_instruct":  # overwrite deletes a generate run's directory, never anything else
+            raise ConfigError(f"output.overwrite=true deletes what output.dir holds, and {out} is not a self_instruct "
+                              f"run; choose another output.dir")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(cfg), sort_keys=False))
+    # a run resumes record by record and may be asked for more (num_instructions, stages): same kind only
+    prepare_output_dir(out, to_dict(cfg), overwrite=False, done_file=None, same_settings=False)
     files = Files(out)
     seconds: dict = {}
     needs_model = any(s in cfg.stages for s in ("bootstrap", "classify", "instances"))
