@@ -185,26 +185,14 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
         runs: list[str] = []
         recipe = None
         if run != "train" and recipes.for_verb(run).config_cls is None:  # compare: it reads earlier stages' runs
-            runs_raw = s.get("runs")
-            if not isinstance(runs_raw, list) or not runs_raw:
-                raise ConfigError(f"{where}: `runs` must list earlier stages to compare")
-            for r in runs_raw:
-                if r not in values["__stages__"]:
-                    raise ConfigError(f"{where}: `runs` names {r!r}, not an earlier stage")
-            runs = [str(out / r) for r in runs_raw]
+            runs = _compared_runs(s, values, out, where)
         else:
             if not isinstance(s.get("recipe"), str):
                 raise ConfigError(f"{where}: `recipe` (a recipe file, relative to the pipeline file) is missing")
             recipe = _path(_fill(s["recipe"], values, where), base)
             if not recipe.is_file():
                 raise ConfigError(f"{where}: recipe file not found: {recipe}")
-        launch_raw = s.get("launch", default_launch) if run == "train" else None
-        launch, launch_args = None, []
-        if launch_raw:  # "CONFIG.yaml [accelerate launch flags]", the config relative to the pipeline file
-            config, *launch_args = shlex.split(_fill(str(launch_raw), values, where))
-            launch = _path(config, base)
-            if not launch.is_file():
-                raise ConfigError(f"{where}: accelerate config not found: {launch}")
+        launch, launch_args = _launcher(s.get("launch", default_launch) if run == "train" else None, values, base, where)
         stage = Stage(name=name, title=str(s.get("title") or name), run=run, recipe=recipe, overrides=overrides,
                       runs=runs, launch=launch, launch_args=launch_args, out=out / name)
         stage.kind = _check_stage(stage, where, out)
@@ -213,6 +201,28 @@ def load_pipeline(path: str | Path, *, output: str | Path | None = None, fast: b
         values["__stages__"].append(name)
     return Pipeline(path=path, name=str(raw.get("name") or path.stem), description=str(raw.get("description") or ""),
                     output=out, fast=fast, vars=variables, stages=stages)
+
+
+def _compared_runs(s: dict, values: dict, out: Path, where: str) -> list[str]:
+    runs_raw = s.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise ConfigError(f"{where}: `runs` must list earlier stages to compare")
+    for r in runs_raw:
+        if r not in values["__stages__"]:
+            raise ConfigError(f"{where}: `runs` names {r!r}, not an earlier stage")
+    return [str(out / r) for r in runs_raw]
+
+
+def _launcher(launch_raw, values: dict, base: Path, where: str) -> tuple[Path | None, list[str]]:
+    """A stage's `launch`, "CONFIG.yaml [accelerate launch flags]" with the config relative to the
+    pipeline file -> (config path, flags); (None, []) for none."""
+    if not launch_raw:
+        return None, []
+    config, *launch_args = shlex.split(_fill(str(launch_raw), values, where))
+    launch = _path(config, base)
+    if not launch.is_file():
+        raise ConfigError(f"{where}: accelerate config not found: {launch}")
+    return launch, launch_args
 
 
 def _check_stage(stage: Stage, where: str, output: Path) -> str:
@@ -333,6 +343,10 @@ def run_pipeline(p: Pipeline, main, summarize=None) -> dict:
     """Run the stages in order, keeping finished ones; one progress line per stage. `main(argv) -> exit code`
     is the CLI's entry point a forked stage runs (handed in: the CLI imports this module);
     `summarize(stage) -> str` gives the line's figures. -> the record (also in pipeline.json)."""
+    if p.output.is_dir() and any(p.output.iterdir()) and not _record_path(p).is_file():
+        held = sorted(f.name for f in p.output.iterdir())
+        raise LlmkitError(f"{p.output} holds files that are not a pipeline's ({', '.join(held[:4])}"
+                          f"{', ...' if len(held) > 4 else ''}); choose another --output")
     p.output.mkdir(parents=True, exist_ok=True)
     record = read_record(p)
     _check_unchanged(p, record)

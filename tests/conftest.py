@@ -10,6 +10,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA and are skipped without it; `slow` ones (the real SmolLM2) always run
+    unless deselected: `make test PYTEST_ARGS='-m "not slow"'` is the quick loop."""
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_configure(config):
     # Tests build their own tiny models; keep llmkit's cache out of the user's home.
     os.environ.setdefault("LLMKIT_CACHE", str(ROOT / ".cache" / "test-llmkit"))

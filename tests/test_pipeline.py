@@ -150,3 +150,13 @@ def test_a_failing_stage_stops_with_its_log_and_the_rerun_keeps_what_finished(tm
     assert (tmp_path / "out" / "first" / "metrics.json").read_text() == first_metrics
     assert json.loads((tmp_path / "out" / "second" / "metrics.json").read_text())["exact_match"] == 0.5
     assert record["stages"]["second"]["status"] == "done"
+
+
+def test_a_pipeline_never_writes_into_a_directory_it_did_not_make(tmp_path):
+    out = tmp_path / "a-run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    p = load_pipeline(PIPELINES / "instructgpt_tiny.yaml", output=out, fast=True)
+    with pytest.raises(LlmkitError, match=r"holds files that are not a pipeline's \(metrics.json\)"):
+        run_pipeline(p, main)
+    assert sorted(f.name for f in out.iterdir()) == ["metrics.json"]

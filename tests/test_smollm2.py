@@ -43,6 +43,7 @@ def test_a_missing_package_says_how_to_install_it(monkeypatch):
         s.gguf_path()
 
 
+@pytest.mark.slow
 def test_converted_once_into_a_plain_transformers_directory(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,6 +76,7 @@ def llmkit_here(*args) -> int:
     return main([str(a) for a in args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", SFT_METHODS)
 def test_every_sft_method_trains_and_generates_on_smollm2(method, smollm2, tmp_path):
     """GQA and tied embeddings in every method; prefix tuning on GQA is a known failure class (its past
@@ -100,6 +102,7 @@ def sft_lora(smollm2, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_reward_ppo_eval_sample_and_merge_on_smollm2(sft_lora, tmp_path):
     """InstructGPT's chain on the real model: a reward model from the SFT adapter (its tokenizer pads with EOS, so
     the recipe pads with the unk token and says so), PPO from both, then a 2-shot evaluation with the reward
@@ -140,6 +143,7 @@ def test_reward_ppo_eval_sample_and_merge_on_smollm2(sft_lora, tmp_path):
     assert json.loads((tmp_path / "s.jsonl").read_text())["output"]
 
 
+@pytest.mark.slow
 def test_estimate_memory_counts_smollm2_as_training_does(sft_lora):
     from llmkit.memory import estimate_recipe
 

@@ -179,31 +179,12 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
     scheduler = make_scheduler(optimizer, t, total)  # stepped by hand once per optimizer step
     accelerator.register_for_checkpointing(scheduler)
 
-    ckpt, step, before, running = out / "checkpoint", 0, 0.0, []
-    if t.resume and (ckpt / "trainer_state.json").is_file():
-        accelerator.load_state(str(ckpt))
-        saved = json.loads((ckpt / "trainer_state.json").read_text())
-        step, before = saved["step"], saved.get("seconds", 0.0)
-        unlogged = ckpt / f"unlogged_{accelerator.process_index}.json"
-        running = [torch.tensor(x, device=accelerator.device) for x in json.loads(unlogged.read_text())] \
-            if unlogged.is_file() else []
-        accelerator.print(f"resuming from {ckpt} at step {step}/{total}")
+    ckpt = LoopCheckpoint(out / "checkpoint", accelerator)
+    step, before, running = ckpt.load(total) if t.resume else (0, 0.0, [])
     start = time.perf_counter()
 
     def save_checkpoint():
-        tmp = out / "checkpoint.tmp"
-        accelerator.save_state(str(tmp))
-        # the losses since the last history line, per process: the resumed run logs the same mean
-        (tmp / f"unlogged_{accelerator.process_index}.json").write_text(json.dumps([float(x) for x in running]))
-        faults.point("checkpoint")
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps(
-                {"step": step, "total_steps": total, "seconds": before + time.perf_counter() - start}))
-            shutil.rmtree(ckpt, ignore_errors=True)
-            tmp.rename(ckpt)  # the old checkpoint goes only once the new one is complete
-        accelerator.wait_for_everyone()
-        faults.point("train")
+        ckpt.save(step, total, before + time.perf_counter() - start, running)
 
     bar = tqdm(total=total, initial=step, desc="train", disable=not accelerator.is_main_process)
     model.train()
@@ -244,6 +225,40 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
             save_checkpoint()
     bar.close()
     return step, before + time.perf_counter() - start
+
+
+class LoopCheckpoint:
+    """The classification loop's checkpoint: Accelerate's state (model, optimizer, scheduler, RNG), the
+    step, the training seconds so far, and each process's losses not yet logged (the resumed run logs
+    the same mean). Written beside the old one and renamed over it: a kill leaves one whole checkpoint."""
+
+    def __init__(self, path: Path, accelerator):
+        self.path, self.acc = path, accelerator
+
+    def load(self, total: int) -> tuple[int, float, list]:
+        """-> (step, seconds, unlogged losses) of a complete checkpoint, or a fresh start."""
+        if not (self.path / "trainer_state.json").is_file():
+            return 0, 0.0, []
+        self.acc.load_state(str(self.path))
+        saved = json.loads((self.path / "trainer_state.json").read_text())
+        unlogged = self.path / f"unlogged_{self.acc.process_index}.json"
+        running = [torch.tensor(x, device=self.acc.device) for x in json.loads(unlogged.read_text())] \
+            if unlogged.is_file() else []
+        self.acc.print(f"resuming from {self.path} at step {saved['step']}/{total}")
+        return saved["step"], saved.get("seconds", 0.0), running
+
+    def save(self, step: int, total: int, seconds: float, running: list) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.acc.save_state(str(tmp))
+        (tmp / f"unlogged_{self.acc.process_index}.json").write_text(json.dumps([float(x) for x in running]))
+        faults.point("checkpoint")
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "total_steps": total, "seconds": seconds}))
+            shutil.rmtree(self.path, ignore_errors=True)
+            tmp.rename(self.path)  # the old checkpoint goes only once the new one is complete
+        self.acc.wait_for_everyone()
+        faults.point("train")
 
 
 def _rng_neutral(loader):

@@ -439,15 +439,23 @@ def _load_checkpoint(path: Path, policy, value_model, optimizers, kl_ctl) -> tup
 # ----------------------------------------------------------------------------- run
 
 
-def run(cfg: PPOConfig, out: Path) -> dict:
-    import torch
-    from accelerate.utils import set_seed
+@dataclass
+class Learners:
+    """What a PPO update works on: the policy and its frozen reference, the value model, the scorer,
+    the tokenizer, both optimizers and the KL controller."""
 
+    policy: object
+    reference: object
+    value: object
+    scorer: object
+    tok: object
+    optimizers: tuple
+    kl_ctl: object
+
+
+def run(cfg: PPOConfig, out: Path) -> dict:
     from llmkit import distributed
     from llmkit.methods import count_params
-    from llmkit.models.loading import distinct_pad_token, set_chat_template
-    from llmkit.rlhf.kl_control import make_kl_controller
-    from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
 
     cfg.validate()
     if distributed.uses_deepspeed() or distributed.uses_fsdp():
@@ -462,6 +470,69 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     main = acc.is_main_process
     train_items = _prompts(cfg.data.path, cfg.data.train_split, cfg.data.max_prompts)
     test_items = _prompts(cfg.data.path, cfg.data.test_split, cfg.eval.num_prompts) if cfg.eval.num_prompts else []
+    m, pad = _load(cfg, acc.device)
+    # The models load before the output directory exists: a missing SFT run or reward model leaves nothing behind.
+    if main:
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    acc.wait_for_everyone()
+    truncated = 0
+    for b in train_items + test_items:
+        b["query"] = _query_ids(b["prompt"], m.tok, cfg.model.max_length)
+        truncated += len(b["query"]) == cfg.model.max_length
+    trainable, total = count_params(m.policy)
+
+    ckpt = out / "checkpoint"
+    resume = ckpt.is_dir() and cfg.train.resume
+    start, seconds_before = 0, 0.0
+    if resume:
+        start, seconds_before = _load_checkpoint(ckpt, m.policy, m.value, m.optimizers, m.kl_ctl)
+        acc.print(f"resuming PPO from update {start} ({ckpt})")
+    before, before_samples = {}, []
+    if main and not resume:
+        before, before_samples = evaluate(m.policy, m.tok, m.scorer, test_items, cfg)
+        write_json(out / "eval_before.json", {"metrics": before, "samples": before_samples})
+    elif main:
+        saved = json.loads((out / "eval_before.json").read_text()) if (out / "eval_before.json").exists() else {}
+        before, before_samples = saved.get("metrics", {}), saved.get("samples", [])
+    acc.wait_for_everyone()
+
+    with PeakMemory() as mem:
+        seconds = _updates(cfg, m, train_items, out, start, resume, seconds_before, acc, ranks)
+    acc.wait_for_everyone()
+    if not main:
+        return {}
+
+    after, after_samples = evaluate(m.policy, m.tok, m.scorer, test_items, cfg)
+    from llmkit.tracking import read_history
+
+    hist = read_history(out / "history.jsonl")
+    metrics = {**_metrics(cfg, hist, before, after), "trainable_params": trainable, "total_params": total,
+               "train_seconds": round(seconds, 2), "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind,
+               "method": cfg.method.name, "policy_start": cfg.model.name, "reward": m.scorer.name, **pad,
+               **distributed.describe(ranks.world),
+               "prompts_at_max_length": truncated}  # prompts cut (or exactly) at model.max_length tokens
+    if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
+        import copy
+
+        final = copy.deepcopy(m.policy).merge_and_unload() if hasattr(m.policy, "merge_and_unload") else m.policy
+        final.save_pretrained(out / "model")
+        m.tok.save_pretrained(out / "model")
+        faults.point("model")
+    ppo_report.write_report(out, cfg, metrics, hist, before_samples, after_samples)
+    write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return metrics
+
+
+def _load(cfg: PPOConfig, device) -> tuple[Learners, dict]:
+    """The policy, its reference, the value model and the scorer on `device`, the optimizers and the KL
+    controller -> (them, the pad-token choice for metrics.json)."""
+    import torch
+    from accelerate.utils import set_seed
+
+    from llmkit.models.loading import distinct_pad_token, set_chat_template
+    from llmkit.rlhf.kl_control import make_kl_controller
+    from llmkit.rlhf.models import load_policy, value_from_policy, value_from_reward_model
 
     set_seed(cfg.train.seed)  # the same initial weights (LoRA's A) on every rank
     policy, tok, reference = load_policy(cfg.model, cfg.method.name, cfg.method)
@@ -469,113 +540,75 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     pad = distinct_pad_token(tok, cfg.model.pad_token)  # the response mask and reward position need EOS != pad
     cfg.model.pad_token = pad["pad_token"]
     scorer = Scorer(cfg.reward, tok)
-    # The models load before the output directory exists: a missing SFT run or reward model leaves nothing behind.
-    if main:
-        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-    acc.wait_for_everyone()
-    ckpt = out / "checkpoint"
-    resume = ckpt.is_dir() and cfg.train.resume
     value_model = value_from_reward_model(scorer.rm) if scorer.rm is not None else value_from_policy(policy)
-    policy.to(acc.device)
-    value_model.to(acc.device)
+    policy.to(device)
+    value_model.to(device)
     with reference() as ref:
-        ref.to(acc.device)
+        ref.to(device)
     if scorer.rm is not None:
-        scorer.rm.to(acc.device)
-    for m in (policy, value_model):
-        m.eval()  # dropout off throughout (N+ detail); gradients still flow
-    truncated = 0
-    for b in train_items + test_items:
-        b["query"] = _query_ids(b["prompt"], tok, cfg.model.max_length)
-        truncated += len(b["query"]) == cfg.model.max_length
-    pol_params = [q for q in policy.parameters() if q.requires_grad]
-    optimizers = (torch.optim.AdamW(pol_params, lr=cfg.train.learning_rate, eps=1e-5),
-                  torch.optim.AdamW(value_model.parameters(), lr=cfg.train.value_learning_rate or cfg.train.learning_rate, eps=1e-5))
-    p = cfg.ppo
+        scorer.rm.to(device)
+    for model in (policy, value_model):
+        model.eval()  # dropout off throughout (N+ detail); gradients still flow
+    t, p = cfg.train, cfg.ppo
+    optimizers = (torch.optim.AdamW([q for q in policy.parameters() if q.requires_grad], lr=t.learning_rate, eps=1e-5),
+                  torch.optim.AdamW(value_model.parameters(), lr=t.value_learning_rate or t.learning_rate, eps=1e-5))
     kl_ctl = make_kl_controller("adaptive" if p.adaptive_kl else "fixed", p.kl_coef, p.kl_target, p.kl_horizon)
-    trainable, total = count_params(policy)
+    return Learners(policy, reference, value_model, scorer, tok, optimizers, kl_ctl), pad
 
-    start, seconds_before = 0, 0.0
-    if resume:
-        start, seconds_before = _load_checkpoint(ckpt, policy, value_model, optimizers, kl_ctl)
-        acc.print(f"resuming PPO from update {start} ({ckpt})")
-    history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
-    before, before_samples = {}, []
-    if main and not resume:
-        before, before_samples = evaluate(policy, tok, scorer, test_items, cfg)
-        write_json(out / "eval_before.json", {"metrics": before, "samples": before_samples})
-    elif main:
-        saved = json.loads((out / "eval_before.json").read_text()) if (out / "eval_before.json").exists() else {}
-        before, before_samples = saved.get("metrics", {}), saved.get("samples", [])
-    acc.wait_for_everyone()
 
-    order_rng = random.Random(f"{cfg.train.seed}:prompts")
-    order = list(range(len(train_items)))
-    order_rng.shuffle(order)
-    samples_log = History(out / "samples.jsonl", resume_step=start if resume else None, key="update") if main else None
-    t0 = time.perf_counter()
+def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], out: Path, start: int, resume: bool,
+             seconds_before: float, acc, ranks) -> float:
+    """PPO updates `start`..num_updates with history, samples and checkpoints -> the run's training
+    seconds over all its sessions."""
+    import torch
     from tqdm.auto import tqdm
 
+    p, main = cfg.ppo, acc.is_main_process
+    history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
+    samples_log = History(out / "samples.jsonl", resume_step=start if resume else None, key="update") if main else None
+    order = list(range(len(train_items)))
+    random.Random(f"{cfg.train.seed}:prompts").shuffle(order)
     share = p.rollout_batch_size // ranks.world
+    t0 = time.perf_counter()
     bar = tqdm(total=cfg.train.num_updates, initial=start, desc="ppo", unit="update", disable=not main)
-    with PeakMemory() as mem:
-        for u in range(start, cfg.train.num_updates):
-            pos = (u * p.rollout_batch_size) % len(order)
-            batch = [train_items[order[(pos + j) % len(order)]] for j in range(p.rollout_batch_size)]
-            batch = batch[ranks.rank * share:(ranks.rank + 1) * share]
-            # sampling and minibatch order seeded per update and rank: a resumed run draws the same
-            torch.manual_seed(cfg.train.seed * 1_000_003 + u * ranks.world + ranks.rank)
-            mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{u}:{ranks.rank}")
-            stats, samples = ppo_update(cfg, policy, value_model, reference, scorer, batch, tok, optimizers, kl_ctl, mb_rng, ranks,
-                                        update=u + 1)
-            bar.update(1)
-            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
-            if main:
-                history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
-                if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
-                    for s in samples[:4]:
-                        samples_log.log(update=u + 1, **s)
-            if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
-                if main:  # every rank holds the same weights and optimizer states (gradients are averaged)
-                    _save_checkpoint(ckpt, u + 1, policy, value_model, optimizers, kl_ctl,
-                                     seconds_before + time.perf_counter() - t0)
-                acc.wait_for_everyone()
+    for u in range(start, cfg.train.num_updates):
+        pos = (u * p.rollout_batch_size) % len(order)
+        batch = [train_items[order[(pos + j) % len(order)]] for j in range(p.rollout_batch_size)]
+        batch = batch[ranks.rank * share:(ranks.rank + 1) * share]
+        # sampling and minibatch order seeded per update and rank: a resumed run draws the same
+        torch.manual_seed(cfg.train.seed * 1_000_003 + u * ranks.world + ranks.rank)
+        mb_rng = random.Random(f"{cfg.train.seed}:minibatches:{u}:{ranks.rank}")
+        stats, samples = ppo_update(cfg, m.policy, m.value, m.reference, m.scorer, batch, m.tok, m.optimizers, m.kl_ctl,
+                                    mb_rng, ranks, update=u + 1)
+        bar.update(1)
+        bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+        if main:
+            history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
+            if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
+                for s in samples[:4]:
+                    samples_log.log(update=u + 1, **s)
+        if cfg.train.save_every and (u + 1) % cfg.train.save_every == 0 and u + 1 < cfg.train.num_updates:
+            if main:  # every rank holds the same weights and optimizer states (gradients are averaged)
+                _save_checkpoint(out / "checkpoint", u + 1, m.policy, m.value, m.optimizers, m.kl_ctl,
+                                 seconds_before + time.perf_counter() - t0)
+            acc.wait_for_everyone()
     bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
-    acc.wait_for_everyone()
-    if not main:
-        return {}
+    return seconds_before + time.perf_counter() - t0
 
-    after, after_samples = evaluate(policy, tok, scorer, test_items, cfg)
-    from llmkit.tracking import read_history
 
-    hist = read_history(out / "history.jsonl")
-    first = hist[: max(1, len(hist) // 5)]
-    last = hist[-max(1, len(hist) // 5):]
+def _metrics(cfg: PPOConfig, hist: list[dict], before: dict, after: dict) -> dict:
+    """metrics.json's figures from the history: reward at the start and end, the time split, KL."""
+    p = cfg.ppo
+    first, last = hist[: max(1, len(hist) // 5)], hist[-max(1, len(hist) // 5):]
     mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
-    metrics = {
+    return {
         "reward_mean_first": mean(first, "reward_mean"), "reward_mean_last": mean(last, "reward_mean"),
         # mean seconds per update: sampling, reward, no-grad forwards (old/ref log-probs, values), PPO epochs
         **{k: mean(hist, k) for k in TIME_SPLIT},
         "kl_last": mean(last, "kl"), "kl_max": max(r["kl"] for r in hist), "kl_coef_last": hist[-1]["kl_coef"],
         **{f"before_eval_{k}": v for k, v in before.items()}, **{f"eval_{k}": v for k, v in after.items()},
         "updates": len(hist), "optimizer_steps_per_update": p.ppo_epochs * (p.rollout_batch_size // p.mini_batch_size),
-        "trainable_params": trainable, "total_params": total, "train_seconds": round(seconds, 2),
-        "peak_memory_mb": mem.mb, "peak_memory_kind": mem.kind, "method": cfg.method.name,
-        "policy_start": cfg.model.name, "reward": scorer.name, **pad, **distributed.describe(ranks.world),
-        "prompts_at_max_length": truncated,  # prompts cut (or exactly) at model.max_length tokens
     }
-    if cfg.output.save_model:  # a standalone model: the PPO adapter merged into the (merged) SFT weights
-        import copy
-
-        final = copy.deepcopy(policy).merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
-        final.save_pretrained(out / "model")
-        tok.save_pretrained(out / "model")
-        faults.point("model")
-    ppo_report.write_report(out, cfg, metrics, hist, before_samples, after_samples)
-    write_json(out / "metrics.json", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return metrics
 
 
 # ----------------------------------------------------------------------------- estimate-memory

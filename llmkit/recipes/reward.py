@@ -250,8 +250,6 @@ def mean_by_rank(scores: list[list[float] | None], offset: float) -> list[float]
 
 def run(cfg: RewardConfig, out: Path) -> dict:
     from accelerate.utils import set_seed
-    from datasets import Dataset
-    from trl import RewardConfig as TRLConfig
 
     from llmkit import distributed
     from llmkit.rlhf.reward_model import (
@@ -259,7 +257,6 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         evaluate_comparisons,
         load_sequence_classifier,
         resolve_start,
-        save_calibration,
         train_head,
     )
 
@@ -277,7 +274,6 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     if not train_pairs.rows:
         raise DataError(f"{data.train_source}: no training pair fits in model.max_length={cfg.model.max_length} "
                         f"({train_pairs.dropped} dropped)")
-    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
 
     extra = load_kwargs(cfg.method.name, cfg.method, resolve_start(cfg.model)[0])
     def build():
@@ -285,80 +281,97 @@ def run(cfg: RewardConfig, out: Path) -> dict:
         m.config.pad_token_id = tokenizer.pad_token_id  # HF pooling and TRL's collator pad with it
         return m if "device_map" in extra else m.to(state.device)
 
-    model = build()
+    def with_method(m):
+        m = method.apply(m, cfg.method)
+        train_head(m)
+        return m
+
+    model = build()  # the model loads before the run directory exists: a bad start model leaves nothing behind
+    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
     ev = cfg.eval
     before = (evaluate_comparisons(model, tokenizer, data.test, cfg.model.max_length, ev.batch_size)[0]
               if ev.before and state.is_main_process else {})
-    model = method.apply(model, cfg.method)
-    train_head(model)
+    model = with_method(model)
     trainable, total = count_params(model)
     state.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%); "
                 f"{len(data.train)} prompts -> {len(train_pairs.rows)} pairs ({train_pairs.dropped} over "
                 f"max_length dropped); {len(data.test)} held-out prompts ({data.format})")
-
-    t = cfg.train
-    args = trainer_glue.training_args(
-        TRLConfig, t, run_dir, state.num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
-        max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
-        disable_dropout=True)  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
-    progress = trainer_glue.progress_callback()
-    trainer = trainer_glue.counted(trainer_class(train_pairs.groups), progress)(
-        model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_pairs.rows),
-        callbacks=[trainer_glue.history_callback(run_dir.history, ("accuracy", "margin")), progress, guard_callback()])
+    trainer, progress = _trainer(cfg, run_dir, model, tokenizer, train_pairs, state.num_processes)
     counters = trainer_glue.train(trainer, run_dir, progress)
-
-    def rebuild():
-        m = method.apply(build(), cfg.method)
-        train_head(m)
-        return m
-
-    model = distributed.gathered_model(trainer, rebuild)
-    pairs_seen = counters["optimizer_steps"] * t.batch_size
-    if t.max_steps == -1:
-        pairs_seen = min(pairs_seen, math.ceil(t.epochs * len(train_pairs.rows)))
-    seconds = counters["train_seconds"]
+    model = distributed.gathered_model(trainer, lambda: with_method(build()))
 
     metrics: dict = {}
     if state.is_main_process:
         after, scores = evaluate_comparisons(model, tokenizer, data.test, cfg.model.max_length, ev.batch_size)
         calib = calibrate(model, tokenizer, demo_prompts, demo_replies, ev.batch_size)
-        offset = calib["offset"]
-        metrics = {
-            **{k: after[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss")},
-            **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss", "accuracy_by_rank_pair")
-               if k in before},
-            "train_loss": counters["train_loss"], "calibration_offset": offset, "calibration_scale": calib["scale"],
-            "calibration_samples": calib["num_demonstrations"], "mean_reward_by_rank": mean_by_rank(scores, offset),
-            "accuracy_by_rank_pair": after.get("accuracy_by_rank_pair"), "accuracy_by_task": after.get("accuracy_by_task"),
-            "ties": after["ties"],
-            "trainable_params": trainable, "total_params": total,
-            "train_seconds": counters["train_seconds"],
-            "pairs_per_second": round(pairs_seen / seconds, 1) if seconds else None,
-            **{k: counters[k] for k in ("tokens_per_second", "steady_tokens_per_second", "train_tokens",
-                                        "peak_memory_mb", "peak_memory_kind", "optimizer_steps")},
-            "num_train_prompts": len(data.train), "num_train_pairs": len(train_pairs.rows),
-            "dropped_train_pairs": train_pairs.dropped, "num_test_prompts": len(data.test),
-            "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
-            "test_prompts_in_train": data.test_prompts_in_train, "format": data.format,
-            "method": cfg.method.name, "model": cfg.model.name, **pad,
-            **distributed.describe(trainer.accelerator.num_processes),
-        }
+        metrics = {**_metrics(cfg, data, train_pairs, before, after, calib, scores, counters), "trainable_params": trainable,
+                   "total_params": total, "method": cfg.method.name, "model": cfg.model.name, **pad,
+                   **distributed.describe(trainer.accelerator.num_processes)}
         if cfg.output.save_model:
-            save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
-            tokenizer.save_pretrained(out / "model")
-            base = cfg.model.name
-            save_calibration(out / "model", {
-                **calib, "demonstrations": cfg.calibration.data,
-                "base_model": str(Path(base).resolve()) if Path(base).is_dir() else base,
-                "method": cfg.method.name, "pairwise_accuracy": after["pairwise_accuracy"],
-                "sequence": "prompt ids (chat template with generation prompt) + response ids + EOS; reward at the EOS",
-            })
+            _save_model(cfg, out / "model", model, tokenizer, calib, after["pairwise_accuracy"])
             faults.point("model")
-        reward_report.write_report(out, cfg, metrics, examples(data.test, scores, offset, ev.num_examples))
+        reward_report.write_report(out, cfg, metrics, examples(data.test, scores, calib["offset"], ev.num_examples))
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
     state.wait_for_everyone()
     return metrics
+
+
+def _trainer(cfg: RewardConfig, run_dir, model, tokenizer, pairs, num_processes: int):
+    """-> (the grouped reward trainer on `pairs`, its Progress callback)."""
+    from datasets import Dataset
+    from trl import RewardConfig as TRLConfig
+
+    t = cfg.train
+    args = trainer_glue.training_args(
+        TRLConfig, t, run_dir, num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
+        max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
+        disable_dropout=True)  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
+    progress = trainer_glue.progress_callback()
+    trainer = trainer_glue.counted(trainer_class(pairs.groups), progress)(
+        model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(pairs.rows),
+        callbacks=[trainer_glue.history_callback(run_dir.history, ("accuracy", "margin")), progress, guard_callback()])
+    return trainer, progress
+
+
+def _metrics(cfg: RewardConfig, data, pairs, before: dict, after: dict, calib: dict, scores, counters: dict) -> dict:
+    """metrics.json's figures: held-out accuracy after (and before), calibration, training counters, data."""
+    t = cfg.train
+    pairs_seen = counters["optimizer_steps"] * t.batch_size
+    if t.max_steps == -1:
+        pairs_seen = min(pairs_seen, math.ceil(t.epochs * len(pairs.rows)))
+    seconds, offset = counters["train_seconds"], calib["offset"]
+    return {
+        **{k: after[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss")},
+        **{f"base_{k}": before[k] for k in ("pairwise_accuracy", "mean_margin", "log_loss", "accuracy_by_rank_pair")
+           if k in before},
+        "train_loss": counters["train_loss"], "calibration_offset": offset, "calibration_scale": calib["scale"],
+        "calibration_samples": calib["num_demonstrations"], "mean_reward_by_rank": mean_by_rank(scores, offset),
+        "accuracy_by_rank_pair": after.get("accuracy_by_rank_pair"), "accuracy_by_task": after.get("accuracy_by_task"),
+        "ties": after["ties"], "train_seconds": seconds,
+        "pairs_per_second": round(pairs_seen / seconds, 1) if seconds else None,
+        **{k: counters[k] for k in ("tokens_per_second", "steady_tokens_per_second", "train_tokens",
+                                    "peak_memory_mb", "peak_memory_kind", "optimizer_steps")},
+        "num_train_prompts": len(data.train), "num_train_pairs": len(pairs.rows),
+        "dropped_train_pairs": pairs.dropped, "num_test_prompts": len(data.test),
+        "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
+        "test_prompts_in_train": data.test_prompts_in_train, "format": data.format,
+    }
+
+
+def _save_model(cfg: RewardConfig, path: Path, model, tokenizer, calib: dict, accuracy: float) -> None:
+    """model/: the weights (full or a SEQ_CLS adapter), the tokenizer and reward_calibration.json."""
+    from llmkit.rlhf.reward_model import save_calibration
+
+    save_trained(cfg.method.name, model, path, base_model=cfg.model.name)
+    tokenizer.save_pretrained(path)
+    base = cfg.model.name
+    save_calibration(path, {
+        **calib, "demonstrations": cfg.calibration.data,
+        "base_model": str(Path(base).resolve()) if Path(base).is_dir() else base,
+        "method": cfg.method.name, "pairwise_accuracy": accuracy,
+        "sequence": "prompt ids (chat template with generation prompt) + response ids + EOS; reward at the EOS",
+    })
 
 
 # ----------------------------------------------------------------------------- estimate-memory

@@ -168,15 +168,14 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     pad = set_pad_token(tokenizer, cfg.model.pad_token)
     cfg.model.pad_token = pad["pad_token"]  # config.yaml records the choice
     set_chat_template(tokenizer, cfg.model.chat_template)
-    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
-
     method = get_method(cfg.method.name)
     extra = load_kwargs(cfg.method.name, cfg.method, model_path)
     def build():
         m = load_causal_lm(cfg.model, model_path, **extra)
         return m if "device_map" in extra else m.to(state.device)
 
-    model = build()
+    model = build()  # the model loads before the run directory exists: a bad model leaves nothing behind
+    run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
     train_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.train]
     test_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.test]
     gen = [g for g in (generation_prompt(r, tokenizer) for r in data.test[:cfg.eval.num_generate]) if g is not None]

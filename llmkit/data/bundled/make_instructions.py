@@ -31,6 +31,8 @@ import json
 import random
 from pathlib import Path
 
+from llmkit.data.bundled import to_jsonl, write_splits  # noqa: F401  (to_jsonl: the shipped serialisation, used by the tests)
+
 SEED = 0
 N_TRAIN_PER_FAMILY = 250  # 3000 train rows in total
 N_TEST_PER_FAMILY = 17  # 204 test rows in total
@@ -298,17 +300,9 @@ def generate(seed: int = SEED) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-def to_jsonl(records: list[dict]) -> str:
-    """Serialise records exactly as they are shipped."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
 def main(out_dir: Path = OUT_DIR, seed: int = SEED) -> None:
     train, test = generate(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, recs in (("train", train), ("test", test)):
-        (out_dir / f"{name}.jsonl").write_text(to_jsonl(recs), encoding="utf-8", newline="\n")
-        print(f"wrote {out_dir / (name + '.jsonl')}: {len(recs)} rows, {len(FAMILIES)} task families")
+    write_splits(out_dir, {"train": train, "test": test}, lambda recs: f"{len(recs)} rows, {len(FAMILIES)} task families")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 
 from llmkit.data.bundled import make_instructions as mi
+from llmkit.data.bundled import to_jsonl, write_splits  # noqa: F401  (to_jsonl: the shipped serialisation, used by the tests)
 
 SEED = 1  # the instruction generator's seed is 0: a different stream of prompts
 N_TRAIN_PER_FAMILY = 167  # 2004 train prompts in total
@@ -188,15 +189,12 @@ def generate(seed: int = SEED) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-to_jsonl = mi.to_jsonl  # the same serialisation as the instruction data
+
 
 
 def main(out_dir: Path = OUT_DIR, seed: int = SEED) -> None:
     train, test = generate(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, recs in (("train", train), ("test", test)):
-        (out_dir / f"{name}.jsonl").write_text(to_jsonl(recs), encoding="utf-8", newline="\n")
-        print(f"wrote {out_dir / (name + '.jsonl')}: {len(recs)} prompts x {len(RANKS)} ranked responses")
+    write_splits(out_dir, {"train": train, "test": test}, lambda recs: f"{len(recs)} prompts x {len(RANKS)} ranked responses")
 
 
 if __name__ == "__main__":

@@ -37,9 +37,10 @@ file: one JSON object ``{"text": ..., "label": ...}`` per line, UTF-8.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
+
+from llmkit.data.bundled import to_jsonl, write_splits  # noqa: F401  (to_jsonl: the shipped serialisation, used by the tests)
 
 LABELS = ("negative", "mixed", "positive")
 SEED = 0
@@ -727,18 +728,9 @@ def generate(seed: int = SEED) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-def to_jsonl(records: list[dict]) -> str:
-    """Serialise records exactly as they are shipped."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
 def main(out_dir: Path = OUT_DIR, seed: int = SEED) -> None:
     train, test = generate(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, recs in (("train", train), ("test", test)):
-        (out_dir / f"{name}.jsonl").write_text(to_jsonl(recs), encoding="utf-8", newline="\n")
-        counts = {lab: sum(r["label"] == lab for r in recs) for lab in LABELS}
-        print(f"wrote {out_dir / (name + '.jsonl')}: {len(recs)} rows {counts}")
+    write_splits(out_dir, {"train": train, "test": test}, lambda recs: f"{len(recs)} rows {dict((lab, sum(r['label'] == lab for r in recs)) for lab in LABELS)}")
 
 
 if __name__ == "__main__":
