@@ -33,7 +33,7 @@ KINDS = {
              "train.logging_steps=1", "eval.num_generate=2", "eval.max_new_tokens=4"],
             ("start", "checkpoint@2", "train", "model", "report")),
     "reward": (["train", ROOT / "recipes/rlhf/reward.yaml", "model=tiny-llama", "data={prefs}", "train.batch_size=12",
-                "train.epochs=2", "train.save_steps=2", "train.logging_steps=1", "calibration.num_samples=8",
+                "train.max_steps=6", "train.save_steps=2", "train.logging_steps=1", "calibration.num_samples=8",
                 "eval.before=false"],
                ("start", "checkpoint@2", "train", "model", "report")),
     "ppo": (["train", ROOT / "recipes/rlhf/ppo.yaml", "model.name=tiny-llama", "method=full", "reward.model=null",
@@ -90,7 +90,7 @@ def test_a_run_killed_anywhere_ends_like_the_uninterrupted_one(kind, tmp_path):
     if kind == "reward":
         from test_reward import clear_preferences
 
-        clear_preferences(prefs, n_train=12, n_test=8)  # 12 prompts x 3 pairs, 2 epochs: 6 steps of 12, resumed mid-epoch
+        clear_preferences(prefs, n_train=12, n_test=8)  # 12 prompts x 3 pairs: max_steps=6 is 2 epochs, resumed mid-epoch
     argv = [str(a).format(prefs=prefs) for a in argv]
 
     def job(name, env=None):
