@@ -11,10 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from llmkit import faults
 from llmkit.errors import LlmkitError
 from llmkit.recipes import Recipe
 from llmkit.report import _plt, md_table
-from llmkit.tracking import check_output_dir
+from llmkit.tracking import check_output_dir, write_json
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -61,7 +62,8 @@ def compare(run_dirs: list[str], output: str | Path) -> Path:
         table, "", "![accuracy against trainable parameters and training time](compare.png)", "",
     ])
     (out / "compare.md").write_text(text)
-    (out / "compare.json").write_text(json.dumps(runs, indent=2))
+    faults.point("report")
+    write_json(out / "compare.json", runs)  # last: its presence marks a finished comparison
     return out / "compare.md"
 
 

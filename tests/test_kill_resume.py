@@ -138,3 +138,27 @@ def _same_weights(a, b, where):
         assert wa.keys() == wb.keys(), f"{where}: {f}"
         for k in wa:
             assert (wa[k] - wb[k]).abs().max() <= 1e-6 * (1 + wa[k].abs().max()), f"{where}: {f} {k}"
+
+
+def test_a_comparison_killed_while_writing_ends_like_the_uninterrupted_one(tmp_path):
+    classify = ["train", str(ROOT / "recipes/classify/feature_based.yaml"), "model=tiny-bert", "data.max_train_samples=32",
+                "data.max_test_samples=16"]
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    jobs = [{"argv": [*classify, f"output_dir={runs[0]}"]}, {"argv": [*classify, "train.seed=1", f"output_dir={runs[1]}"]},
+            {"argv": ["compare", *runs, "--output", str(tmp_path / "ref")]},
+            {"argv": ["compare", *runs, "--output", str(tmp_path / "cmp")], "env": {"LLMKIT_KILL_AT": "report"}},
+            {"argv": ["compare", *runs, "--output", str(tmp_path / "cmp")]}]
+    for i, job in enumerate(jobs):
+        job["log"] = str(tmp_path / f"{i}.log")
+    spec, results = tmp_path / "jobs.json", tmp_path / "results.json"
+    spec.write_text(json.dumps(jobs))
+    res = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_runner.py"), str(spec), str(results)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(results.read_text()) == [0, 0, 0, -9, 0], [open(j["log"]).read()[-1500:] for j in jobs]
+    ref, out = (json.loads((tmp_path / d / "compare.json").read_text()) for d in ("ref", "cmp"))
+    for r in ref + out:
+        r.pop("dir")
+    _same(ref, out, "compare")
+    assert (tmp_path / "cmp" / "compare.md").read_text() == (tmp_path / "ref" / "compare.md").read_text().replace(
+        str(tmp_path / "ref"), str(tmp_path / "cmp"))
