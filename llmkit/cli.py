@@ -142,7 +142,7 @@ def cmd_sample(args) -> int:
     from llmkit.sample import sample
 
     n = sample(args.model, args.prompts, args.output, base=args.base, max_new_tokens=args.max_new_tokens,
-               batch_size=args.batch_size, temperature=args.temperature, overwrite=args.overwrite)
+               batch_size=args.batch_size, temperature=args.temperature, overwrite=args.overwrite, raw=args.raw)
     print(f"wrote {n} generations to {args.output}")
     return 0
 
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never the prompts file)")
+    p.add_argument("--raw", action="store_true", help="text prompts as they are, without the model's chat template")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tiny", help="build a tiny random-init model with its tokenizer (for smoke runs)")
@@ -289,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LlmkitError as e:
-        print(f"llmkit: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under a launcher every rank meets the same error: say it once
+            print(f"llmkit: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("llmkit: interrupted; run the same command again to resume", file=sys.stderr)

@@ -79,7 +79,7 @@ class TrainConfig:
     logging_steps: int = opt(10, "Write a history.jsonl line every N optimizer steps.")
     save_steps: int = opt(0, "Checkpoint every N optimizer steps for resuming (0: at each epoch end).")
     resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = opt("no", "Autocast precision (GPU).")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt("auto", "Autocast precision. auto: the launcher's (an accelerate profile's `mixed_precision`) on a GPU, no on CPU; no, bf16 or fp16 win over the launcher.")
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
 
     def validate(self) -> None:

@@ -62,6 +62,21 @@ def trainer_args() -> dict:
     return {"use_cpu": kw.get("cpu", False), "ddp_backend": "gloo"}
 
 
+def mixed_precision(requested: str) -> str:
+    """train.mixed_precision -> the precision this run uses, told to Accelerate too.
+
+    A launcher profile sets ACCELERATE_MIXED_PRECISION (zero2.yaml: bf16) and Accelerate builds
+    DeepSpeed's config from it, while the Trainer autocasts only when its own bf16/fp16 flag says so:
+    when the two disagree DeepSpeed stops every rank ("ds bf16.enabled=True vs hf bf16=False"). `auto`
+    takes the launcher's value on a GPU and `no` on CPU (bf16 autocast there is slower, and fp16 is
+    for GPUs); an explicit value wins. Either way the environment is set to the result, so Accelerate,
+    DeepSpeed and the Trainer agree."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    chosen = requested if requested != "auto" else ("no" if _no_gpu() else launcher)
+    os.environ["ACCELERATE_MIXED_PRECISION"] = chosen
+    return chosen
+
+
 def check_launch() -> None:
     """Errors a launch would otherwise turn into a hang or a silent single process."""
     import torch
@@ -74,6 +89,10 @@ def check_launch() -> None:
         if local > torch.cuda.device_count():
             raise LlmkitError(f"{local} processes were started on this machine but it has {torch.cuda.device_count()} GPU(s): "
                               f"pass --num_processes {torch.cuda.device_count()} to accelerate launch (the profiles say 8)")
+    elif int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > (os.cpu_count() or 1):
+        local, cores = int(os.environ["LOCAL_WORLD_SIZE"]), os.cpu_count() or 1
+        raise LlmkitError(f"{local} processes were started on this machine, which has no GPU and {cores} CPU core(s): "
+                          f"pass --num_processes {min(cores, 2)} to accelerate launch (the GPU profiles say 8)")
     elif world == 1 and "MASTER_ADDR" in os.environ and "ACCELERATE_MIXED_PRECISION" in os.environ and "LOCAL_RANK" not in os.environ:
         print("llmkit: one process (accelerate's single-process launcher). For several CPU processes use "
               "`accelerate launch --config_file accelerate_configs/cpu.yaml` (a MULTI_CPU config without MPI runs one process).")
@@ -120,7 +139,8 @@ def describe(num_processes: int | None = None) -> dict:
 
     s = PartialState()
     out = {"world_size": num_processes or s.num_processes, "distributed_type": str(s.distributed_type).split(".")[-1],
-           "distributed_backend": s.backend or "none"}
+           "distributed_backend": s.backend or "none",
+           "mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no")}
     if uses_deepspeed():
         out["zero_stage"] = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0"))
     return out

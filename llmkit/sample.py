@@ -56,18 +56,29 @@ def check_arguments(prompts_file, output, *, max_new_tokens: int, batch_size: in
         raise ConfigError(f"--output {out} already exists; choose another path or pass --overwrite")
 
 
-def sample(model_name: str, prompts_file: str, output: str, *, base: str | None = None, max_new_tokens: int = 64,
-           batch_size: int = 16, temperature: float = 0.0, overwrite: bool = False) -> int:
+def prompt_ids(tok, prompts: list, raw: bool = False) -> list[list[int]]:
+    """Token ids of each prompt. Messages go through the chat template. A text prompt does too, as one
+    user turn, when the model has a chat template of its own (an instruct model answers a bare string as
+    text to continue: SmolLM2-Instruct gave "The word toy starts with c" where the templated prompt gives
+    the answer) and `raw` is off; a model without one (a base model) continues the text as it is."""
     from llmkit.models.loading import set_chat_template
+
+    chat = bool(getattr(tok, "chat_template", None)) and not raw
+    set_chat_template(tok)  # llmkit's plain template for messages when the model has none
+    return [tok.apply_chat_template(p if isinstance(p, list) else [{"role": "user", "content": p}],
+                                    add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            if isinstance(p, list) or chat else tok(p)["input_ids"] for p in prompts]
+
+
+def sample(model_name: str, prompts_file: str, output: str, *, base: str | None = None, max_new_tokens: int = 64,
+           batch_size: int = 16, temperature: float = 0.0, overwrite: bool = False, raw: bool = False) -> int:
     from llmkit.models.trained import load_causal
 
     check_arguments(prompts_file, output, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     temperature=temperature, overwrite=overwrite)
     prompts = read_prompts(prompts_file)
     model, tok = load_causal(model_name, base=base)
-    set_chat_template(tok)
-    ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-           if isinstance(p, list) else tok(p)["input_ids"] for p in prompts]
+    ids = prompt_ids(tok, prompts, raw)
     outs = []
     with torch.no_grad():
         for i in tqdm(range(0, len(ids), batch_size), desc="sample"):

@@ -35,13 +35,30 @@ RUNS = {
 }
 
 
+def test_the_readme_command_on_a_cpu_machine_says_what_to_pass_instead_of_crashing_8_ranks(tmp_path):
+    """`accelerate launch --config_file accelerate_configs/zero2.yaml -m llmkit train ...` as the README writes it:
+    the profile's 8 processes on a machine without a GPU stop with one message (every rank used to fail on
+    DeepSpeed's "ds bf16.enabled=True vs hf bf16=False")."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    res = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(ROOT / "accelerate_configs/zero2.yaml"), "-m", "llmkit", "train", str(ROOT / "recipes/sft/lora.yaml"),
+                          *SFT, f"output_dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if (os.cpu_count() or 1) >= 8:
+        pytest.skip("this machine has 8 cores: the profile's 8 processes are allowed on it")
+    assert res.returncode != 0
+    assert res.stderr.count("llmkit: error: 8 processes were started on this machine, which has no GPU") == 1, res.stderr[-3000:]
+    # (torchrun prints its own ChildFailedError traceback for the launcher; none comes from llmkit)
+    assert "pass --num_processes 2" in res.stderr and str(ROOT / "llmkit") not in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def launch(profile: str | None, recipe: str, args: list[str], out: Path, **popen):
     """`llmkit train` in one process (profile None) or under `accelerate launch` with 2 processes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "llmkit", "train", str(ROOT / recipe), *args, f"output_dir={out}"]
     if profile:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / f"accelerate_configs/{profile}.yaml"),
-               "--num_processes", "2", "--mixed_precision", "no", "-m", "llmkit", "train", str(ROOT / recipe), *args, f"output_dir={out}"]
+               "--num_processes", "2", "-m", "llmkit", "train", str(ROOT / recipe), *args, f"output_dir={out}"]
     if popen:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, **popen)
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -190,3 +207,22 @@ def test_ppo_whitening_and_gradients_across_ranks_equal_one_process():
     torch.testing.assert_close(torch.cat([got[0][0], got[1][0]]), whole, rtol=1e-5, atol=1e-6)
     for r in (0, 1):
         torch.testing.assert_close(got[r][1], (grads[:3].sum(0) + grads[3:].sum(0)) / 2)
+
+
+@pytest.mark.parametrize("requested, launcher, chosen", [
+    ("auto", "bf16", "no"),  # a GPU profile on a CPU machine: no autocast (this machine has no GPU)
+    ("auto", None, "no"),
+    ("no", "bf16", "no"),  # the recipe wins, and Accelerate (DeepSpeed's config) is told
+    ("bf16", "no", "bf16"),
+])
+def test_mixed_precision_is_one_choice_for_accelerate_and_the_trainer(monkeypatch, requested, launcher, chosen):
+    from llmkit import distributed
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU rule")
+    if launcher is None:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    assert distributed.mixed_precision(requested) == chosen
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == chosen

@@ -127,3 +127,19 @@ def test_sample_refuses_bad_arguments_before_loading_the_model(case, tmp_path, r
     res = run_cli("sample", "no/such-model", "--prompts", prompts, "--output", out, *extra)
     assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert (run_dir / "metrics.json").read_text() == '{"accuracy": 0.9}\n' and prompts.read_text() == '{"prompt": "hi"}\n'
+
+
+def test_text_prompts_go_through_the_models_own_chat_template_unless_raw():
+    from llmkit.config import ModelConfig
+    from llmkit.models.loading import load_tokenizer
+    from llmkit.sample import prompt_ids
+
+    messages = [{"role": "user", "content": "hi"}]
+    base = load_tokenizer(ModelConfig(name="tiny-llama"))  # no template: a text prompt is continued as it is
+    assert prompt_ids(base, ["hi there"]) == [base("hi there")["input_ids"]]
+    chat = load_tokenizer(ModelConfig(name="tiny-llama"))
+    chat.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+    templated = chat("<u>hi there</u>A:")["input_ids"]
+    assert prompt_ids(chat, ["hi there", messages]) == [templated, chat("<u>hi</u>A:")["input_ids"]]
+    # raw: the text as it is; messages still templated
+    assert prompt_ids(chat, ["hi there", messages], raw=True) == [chat("hi there")["input_ids"], chat("<u>hi</u>A:")["input_ids"]]

@@ -283,7 +283,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
 
     from llmkit import distributed
 
-    accelerator = distributed.accelerator(mixed_precision=cfg.train.mixed_precision,
+    accelerator = distributed.accelerator(mixed_precision=distributed.mixed_precision(cfg.train.mixed_precision),
                                           dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
                                           # backbones carry parts the classifier never uses (BERT's pooler)
                                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])

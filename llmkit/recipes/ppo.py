@@ -462,6 +462,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
         raise ConfigError("ppo runs in one process or data parallel (accelerate_configs/cpu.yaml, multi_gpu.yaml), not "
                           "under DeepSpeed or FSDP profiles: it trains a policy and a value model with their own "
                           "optimizers and samples with generate(); a LoRA policy keeps one base model per GPU")
+    distributed.mixed_precision("no")  # ppo runs in the weights' dtype (model.dtype); it never autocasts
     acc = distributed.accelerator()
     ranks = Ranks(acc.num_processes, acc.process_index)
     if cfg.ppo.mini_batch_size % ranks.world:

@@ -54,6 +54,7 @@ def training_args(config_cls, t, run: RunDir, num_processes: int, gradient_check
     from llmkit import distributed
 
     micro, accum = t.batch_plan(num_processes)
+    precision = distributed.mixed_precision(t.mixed_precision)
     return config_cls(
         output_dir=str(run.checkpoints), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
         learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
@@ -61,7 +62,7 @@ def training_args(config_cls, t, run: RunDir, num_processes: int, gradient_check
         max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
         save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
         report_to="none", activation_checkpointing=gradient_checkpointing, gradient_checkpointing=False,
-        bf16=t.mixed_precision == "bf16", fp16=t.mixed_precision == "fp16", **distributed.trainer_args(),
+        bf16=precision == "bf16", fp16=precision == "fp16", **distributed.trainer_args(),
         include_num_input_tokens_seen="non_padding",
         logging_nan_inf_filter=False,  # else the Trainer logs a NaN loss as the previous mean (the guard needs it)
         dataloader_num_workers=0, disable_tqdm=not distributed.state().is_main_process, **kind_args)
