@@ -31,7 +31,7 @@ def _train_epilog() -> str:
     from llmkit.methods import REGISTRY
     from llmkit.recipes import KINDS
 
-    kinds = "\n".join(f"  {k:<14} {summary}" for k, (_, summary) in KINDS.items())
+    kinds = "\n".join(f"  {k:<14} {summary}" for k, (_, _, summary) in KINDS.items())
     methods = "\n".join(f"  {name:<14} {_first_line(m)}" for name, m in REGISTRY.items())
     return (f"kinds (the `kind:` key of a recipe file; llmkit train runs the first ones, the others name their verb):\n{kinds}\n\nmethods (`method.name`):\n{methods}\n\n"
             "overrides use the YAML's dotted names: train.learning_rate=1e-4 model.name=tiny-bert\n"
@@ -271,10 +271,9 @@ def _quiet_libraries() -> None:
     """Keep the libraries' load reports and per-file bars out of the way (LLMKIT_VERBOSE=1 keeps them)."""
     if os.environ.get("LLMKIT_VERBOSE"):
         return
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    # read when transformers is first imported (importing it here would cost every command a second)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkit.eval.bertscore import bertscore
-from llmkit.eval.bleu import bleu
-from llmkit.eval.heldout import exact_match_multi as exact_match
-from llmkit.eval.perplexity import perplexity
-from llmkit.eval.rouge import rouge
+# The metrics load on first use (PEP 562): rouge pulls in nltk and scipy (~2.5 s), which a recipe that
+# imports llmkit.eval.heldout, or `llmkit train --print-config`, does not need.
+_LAZY = {"bertscore": ("llmkit.eval.bertscore", "bertscore"), "bleu": ("llmkit.eval.bleu", "bleu"),
+         "exact_match": ("llmkit.eval.heldout", "exact_match_multi"),
+         "perplexity": ("llmkit.eval.perplexity", "perplexity"), "rouge": ("llmkit.eval.rouge", "rouge")}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+
 
 __all__ = ["bertscore", "bleu", "exact_match", "module_path", "perplexity", "rouge"]
 

@@ -7,7 +7,10 @@ number of hidden layers (`encoder.layer` in BERT, `transformer.h` in GPT-2, `mod
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def num_layers(config) -> int | None:
@@ -20,6 +23,8 @@ def num_layers(config) -> int | None:
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """(dotted name, ModuleList) of the transformer blocks, outermost first match."""
+    from torch import nn
+
     config = getattr(model, "config", None)
     n = num_layers(config) if config is not None else None
     candidates = [(name, mod) for name, mod in model.named_modules()
@@ -37,6 +42,8 @@ def modules_after_blocks(model: nn.Module) -> list[nn.Module]:
     """Norm modules registered after the block list and outside it (GPT-2's `ln_f`, Llama's
     `norm`): they sit between the last block and the output head, so they train with the last
     blocks. BERT has none (each block ends in its own LayerNorm); its pooler is not used."""
+    from torch import nn
+
     name, _ = find_blocks(model)
     seen_blocks, after = False, []
     for child_name, child in model.named_modules():

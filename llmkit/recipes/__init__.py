@@ -7,8 +7,9 @@ rows, the memory counter, and what the kind's runs accept (DeepSpeed/FSDP profil
 The CLI, `llmkit pipeline`, the pipeline report and `estimate-memory` read kinds from here only.
 
 Adding a kind is one module that exports RECIPE plus one line in `KINDS` below. The line holds
-the module's import path and a one-line summary for `llmkit train --help` (so the help lists
-kinds without importing torch through the modules).
+the module's import path, the verb that runs the kind and a one-line summary for `llmkit train --help`
+(so the help, the verbs and `--print-config` of one kind never import the other kinds' modules, and
+torch through them).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from typing import Any
 from llmkit.config import build, expand_aliases, load_yaml, merge, parse_overrides
 from llmkit.errors import ConfigError
 
-KINDS = {  # kind: (module exporting RECIPE, summary); `llmkit train` runs the kinds whose verb is "train"
-    "classify": ("llmkit.recipes.classify", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)"),
-    "sft": ("llmkit.recipes.sft", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)"),
-    "reward": ("llmkit.recipes.reward", "a Bradley-Terry reward model on ranked or pairwise preferences (TRL RewardTrainer)"),
-    "ppo": ("llmkit.recipes.ppo", "PPO against a reward model or a reward function, KL-penalised to the SFT model (llmkit's own loop)"),
-    "self_instruct": ("llmkit.selfinstruct.pipeline", "Self-Instruct: grow an instruction set from seed tasks (llmkit generate)"),
-    "eval": ("llmkit.eval.suite", "an evaluation suite: generate and score, or score a predictions file (llmkit eval)"),
-    "compare": ("llmkit.compare", "finished runs side by side (llmkit compare)"),
+KINDS = {  # kind: (module exporting RECIPE, verb, summary); `llmkit train` runs the kinds whose verb is "train"
+    "classify": ("llmkit.recipes.classify", "train", "text classification on an encoder or decoder (feature-based, finetune I/II, ...)"),
+    "sft": ("llmkit.recipes.sft", "train", "supervised finetuning of a causal LM on instructions, chats or text (TRL SFTTrainer)"),
+    "reward": ("llmkit.recipes.reward", "train", "a Bradley-Terry reward model on ranked or pairwise preferences (TRL RewardTrainer)"),
+    "ppo": ("llmkit.recipes.ppo", "train", "PPO against a reward model or a reward function, KL-penalised to the SFT model (llmkit's own loop)"),
+    "self_instruct": ("llmkit.selfinstruct.pipeline", "generate", "Self-Instruct: grow an instruction set from seed tasks (llmkit generate)"),
+    "eval": ("llmkit.eval.suite", "eval", "an evaluation suite: generate and score, or score a predictions file (llmkit eval)"),
+    "compare": ("llmkit.compare", "compare", "finished runs side by side (llmkit compare)"),
 }
 
 
@@ -58,31 +59,32 @@ class Recipe:
 
     @property
     def summary(self) -> str:
-        return KINDS[self.kind][1]
+        return KINDS[self.kind][2]
 
 
 @cache
 def get(kind: str) -> Recipe:
     """The record of a registered kind (imports its module)."""
-    module, _ = KINDS[kind]
+    module, verb, _ = KINDS[kind]
     recipe = importlib.import_module(module).RECIPE
-    if recipe.kind != kind:
-        raise RuntimeError(f"{module}.RECIPE is kind {recipe.kind!r}, registered as {kind!r}")
+    if (recipe.kind, recipe.verb) != (kind, verb):
+        raise RuntimeError(f"{module}.RECIPE is kind {recipe.kind!r} run by {recipe.verb!r}, registered as {kind!r} "
+                           f"run by {verb!r}")
     return recipe
 
 
 def for_verb(verb: str) -> Recipe:
     """The kind a non-train verb runs (generate -> self_instruct, eval -> eval, compare -> compare)."""
-    return next(get(k) for k in KINDS if get(k).verb == verb)
+    return next(get(k) for k, (_, v, _) in KINDS.items() if v == verb)
 
 
 def verbs() -> tuple[str, ...]:
     """The verbs that run a kind, in registry order (train first): what a pipeline stage can `run`."""
-    return tuple(dict.fromkeys(get(k).verb for k in KINDS))
+    return tuple(dict.fromkeys(v for _, v, _ in KINDS.values()))
 
 
 def train_kinds() -> list[str]:
-    return [k for k in KINDS if get(k).verb == "train"]
+    return [k for k, (_, v, _) in KINDS.items() if v == "train"]
 
 
 def get_recipe(kind: Any, source: str) -> Recipe:
@@ -93,7 +95,7 @@ def get_recipe(kind: Any, source: str) -> Recipe:
     if kind == "pipeline":
         raise ConfigError(f"{source} is a pipeline (`kind: pipeline`); run it with `llmkit pipeline {source}`")
     if kind in KINDS and kind not in trainable:
-        raise ConfigError(f"{source} is a recipe of kind `{kind}`; run it with `llmkit {get(kind).verb} {source}`")
+        raise ConfigError(f"{source} is a recipe of kind `{kind}`; run it with `llmkit {KINDS[kind][1]} {source}`")
     if kind not in KINDS:
         near = difflib.get_close_matches(str(kind), trainable, n=1)
         hint = f" (did you mean `{near[0]}`?)" if near else ""

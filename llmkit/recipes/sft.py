@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from llmkit import faults
 from llmkit.config import (
     EvalConfig,
@@ -38,7 +36,6 @@ from llmkit.data.sft import (
 )
 from llmkit.divergence import guard_callback
 from llmkit.errors import ConfigError
-from llmkit.eval.heldout import completion_loss, exact_match, generate
 from llmkit.methods import (
     count_params,
     get_method,
@@ -102,6 +99,8 @@ class SFTConfig:
 
 def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfig, desc: str):
     """Held-out loss and exact match; generations returned for the report."""
+    from llmkit.eval.heldout import completion_loss, exact_match, generate
+
     loss = completion_loss(model, test_tok, tokenizer.pad_token_id, cfg.eval.batch_size)
     preds = generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size, desc) if prompts else []
     return {"eval_loss": loss["loss"], "eval_perplexity": loss["perplexity"],
@@ -123,6 +122,7 @@ def trainer_class(token_metrics: bool):
     asks the model for the logits of labelled positions only (transformers' boolean `logits_to_keep`
     and `shift_labels`), which gives the same loss and gradients (tested) without the (B, T, V) logits.
     """
+    import torch
     from transformers import Trainer
     from trl import SFTTrainer
 
