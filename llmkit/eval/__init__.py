@@ -10,6 +10,8 @@ from a local path: `evaluate.load(llmkit.eval.module_path("bleu"))`. `llmkit eva
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 # The metrics load on first use (PEP 562): rouge pulls in nltk and scipy (~2.5 s), which a recipe that
@@ -25,7 +27,21 @@ def __getattr__(name: str):
     import importlib
 
     module, attr = _LAZY[name]
-    return getattr(importlib.import_module(module), attr)
+    fn = globals()[name] = getattr(importlib.import_module(module), attr)
+    return fn
+
+
+class _Metrics(types.ModuleType):
+    """Importing the submodule `llmkit.eval.bleu` sets this package's `bleu` to that module, which would
+    hide the function `from llmkit.eval import bleu` means: the package keeps the functions' names."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Metrics
 
 
 __all__ = ["bertscore", "bleu", "exact_match", "module_path", "perplexity", "rouge"]
