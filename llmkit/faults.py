@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 
-POINTS = ("start", "checkpoint", "train", "model", "report")
 _reached: dict[str, int] = {}
 
 

@@ -74,10 +74,11 @@ def _check_reusable(out: Path, config: dict, done_file: str | None, same_setting
     if before.get("kind") != config.get("kind"):
         raise LlmkitError(f"{out} holds a {before.get('kind')} run, not a {config.get('kind')} one; choose another "
                           f"output.dir")
-    changed = [k for k in _flat(config).keys() | _flat(before).keys()
-               if same_settings and k not in RESTART_KEYS and _flat(config).get(k) != _flat(before).get(k)]
+    now, then = _flat(config), _flat(before)
+    changed = [k for k in now.keys() | then.keys()
+               if same_settings and k not in RESTART_KEYS and now.get(k) != then.get(k)]
     if changed:
-        shown = ", ".join(f"{'.'.join(k)}: {_flat(before).get(k)!r} -> {_flat(config).get(k)!r}" for k in sorted(changed)[:3])
+        shown = ", ".join(f"{'.'.join(k)}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(changed)[:3])
         raise LlmkitError(f"{out} holds an unfinished run with other settings ({shown}"
                           f"{', ...' if len(changed) > 3 else ''}); run it again with its own settings to resume it, "
                           f"or {hint}")

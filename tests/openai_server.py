@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class OpenAIServer:
     def __init__(self, backend=None, model: str = "tiny-llama"):
         if backend is None:
-            from llmkit.selfinstruct.backends import BackendConfig, TransformersBackend
+            from llmkit.selfinstruct.backends import BackendConfig
+            from llmkit.selfinstruct.local import TransformersBackend
 
             backend = TransformersBackend(BackendConfig(model=model))
         self.backend = backend

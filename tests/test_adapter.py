@@ -15,12 +15,14 @@ from llmkit.methods import count_params
 from llmkit.methods.adapter import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    AdaptedProjection,
     Adapter,
     AdapterConfig,
-    BottleneckAdapter,
     adapter_param_count,
     is_adapter_dir,
+)
+from llmkit.methods.bottleneck import (
+    AdaptedProjection,
+    BottleneckAdapter,
     load_adapter,
     save_adapter,
 )

@@ -10,14 +10,11 @@ import torch
 from openai_server import OpenAIServer
 
 from llmkit.errors import LlmkitError
-from llmkit.selfinstruct.backends import (
+from llmkit.selfinstruct.backends import BackendConfig, OpenAIBackend, cut_at_stop, make_backend
+from llmkit.selfinstruct.local import (
     AdditivePenaltyLogitsProcessor,
-    BackendConfig,
-    OpenAIBackend,
     TransformersBackend,
     _StopOnText,
-    cut_at_stop,
-    make_backend,
 )
 
 PROMPTS = [

@@ -120,7 +120,7 @@ def test_sft_recipe_smoke_run(path, tmp_path, run_cli):
         assert (model_dir / "adapter_config.json").is_file()
         PeftModel.from_pretrained(base, model_dir)  # loads with PEFT alone
     elif method == "adapter":
-        from llmkit.methods.adapter import load_adapter
+        from llmkit.methods.bottleneck import load_adapter
 
         load_adapter(base, model_dir)
     else:

@@ -54,7 +54,6 @@ from llmkit.errors import ConfigError
 
 WEIGHTS_NAME, CONFIG_NAME = "adapter_model.safetensors", "adapter_config.json"
 ACTIVATION_NAMES = ("gelu", "relu", "silu", "swish")
-IMPLEMENTATION = "llmkit.methods.bottleneck"  # the torch modules, insertion, save and load (imported on use)
 
 
 @dataclass
@@ -108,16 +107,3 @@ class Adapter:
 
         return load_adapter(model, path)
 
-
-def __getattr__(name: str):
-    """The implementation's names (BottleneckAdapter, insert_adapters, load_adapter, ...) from here too:
-    they live in llmkit/methods/bottleneck.py so that listing the methods (`llmkit --help`) imports no torch."""
-    if name.startswith("__"):  # the import system probes __path__ and the like: not the implementation's
-        raise AttributeError(name)
-    import importlib
-
-    module = importlib.import_module(IMPLEMENTATION)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -57,7 +57,7 @@ def load_causal(name_or_path: str, *, base: str | None = None, revision: str | N
         with unpickled(base_path):
             model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **extra)
         if info.get("llmkit_method") == "adapter":
-            from llmkit.methods.adapter import load_adapter
+            from llmkit.methods.bottleneck import load_adapter
 
             model = load_adapter(model, path)
         else:

@@ -43,7 +43,6 @@ from llmkit.errors import ConfigError, DataError
 from llmkit.methods import (
     count_params,
     get_method,
-    gradient_checkpointing_allowed,
     load_kwargs,
     save_trained,
 )
@@ -296,7 +295,7 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     state.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%); "
                 f"{len(data.train)} prompts -> {len(train_pairs.rows)} pairs ({train_pairs.dropped} over "
                 f"max_length dropped); {len(data.test)} held-out prompts ({data.format})")
-    trainer, progress = _trainer(cfg, run_dir, model, tokenizer, train_pairs, state.num_processes)
+    trainer, progress = _trainer(cfg, run_dir, model, tokenizer, train_pairs, state)
     counters = trainer_glue.train(trainer, run_dir, progress)
     model = distributed.gathered_model(trainer, lambda: with_method(build()))
 
@@ -317,15 +316,14 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     return metrics
 
 
-def _trainer(cfg: RewardConfig, run_dir, model, tokenizer, pairs, num_processes: int):
+def _trainer(cfg: RewardConfig, run_dir, model, tokenizer, pairs, state):
     """-> (the grouped reward trainer on `pairs`, its Progress callback)."""
     from datasets import Dataset
     from trl import RewardConfig as TRLConfig
 
     t = cfg.train
     args = trainer_glue.training_args(
-        TRLConfig, t, run_dir, num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
-        max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
+        TRLConfig, t, run_dir, state, cfg.method.name, max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
         disable_dropout=True)  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
     progress = trainer_glue.progress_callback()
     trainer = trainer_glue.counted(trainer_class(pairs.groups), progress)(

@@ -39,7 +39,6 @@ from llmkit.errors import ConfigError
 from llmkit.methods import (
     count_params,
     get_method,
-    gradient_checkpointing_allowed,
     load_kwargs,
     save_trained,
 )
@@ -190,8 +189,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
 
     t = cfg.train
     args = trainer_glue.training_args(
-        TRLConfig, t, run_dir, state.num_processes, gradient_checkpointing_allowed(cfg.method.name, t.gradient_checkpointing),
-        max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing)
+        TRLConfig, t, run_dir, state, cfg.method.name, max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing)
     progress = trainer_glue.progress_callback()
     trainer = trainer_glue.counted(trainer_class(t.token_metrics), progress)(
         model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_tok),

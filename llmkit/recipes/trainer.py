@@ -29,7 +29,6 @@ SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with
 class RunDir:
     """An opened run directory: where the Trainer checkpoints, where it resumes from, its history."""
 
-    out: Path
     checkpoints: Path
     resume: str | None
     history: History
@@ -45,15 +44,17 @@ def open_run(out: Path, config: dict, train, overwrite: bool, state) -> RunDir:
     resume, step = last_checkpoint(ckpt) if train.resume else (None, None)
     if resume:
         state.print(f"resuming from {resume} (step {step})")
-    return RunDir(out, ckpt, resume, History(out / "history.jsonl", resume_step=step))
+    return RunDir(ckpt, resume, History(out / "history.jsonl", resume_step=step))
 
 
-def training_args(config_cls, t, run: RunDir, num_processes: int, gradient_checkpointing: bool, **kind_args):
-    """TRL's SFTConfig / RewardConfig (`config_cls`) from llmkit's train section `t`; `kind_args` are
-    the kind's own (max_length, packing, center_rewards_coefficient, ...)."""
+def training_args(config_cls, t, run: RunDir, state, method_name: str, **kind_args):
+    """TRL's SFTConfig / RewardConfig (`config_cls`) from llmkit's train section `t`, for the launch
+    `state` and the method (whether it may checkpoint activations); `kind_args` are the kind's own
+    (max_length, packing, center_rewards_coefficient, ...)."""
     from llmkit import distributed
+    from llmkit.methods import gradient_checkpointing_allowed
 
-    micro, accum = t.batch_plan(num_processes)
+    micro, accum = t.batch_plan(state.num_processes)
     precision = distributed.mixed_precision(t.mixed_precision)
     return config_cls(
         output_dir=str(run.checkpoints), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
@@ -61,11 +62,12 @@ def training_args(config_cls, t, run: RunDir, num_processes: int, gradient_check
         lr_scheduler_type=SCHEDULERS[t.lr_scheduler], warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
         save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
-        report_to="none", activation_checkpointing=gradient_checkpointing, gradient_checkpointing=False,
+        report_to="none", activation_checkpointing=gradient_checkpointing_allowed(method_name, t.gradient_checkpointing),
+        gradient_checkpointing=False,
         bf16=precision == "bf16", fp16=precision == "fp16", **distributed.trainer_args(),
         include_num_input_tokens_seen="non_padding",
         logging_nan_inf_filter=False,  # else the Trainer logs a NaN loss as the previous mean (the guard needs it)
-        dataloader_num_workers=0, disable_tqdm=not distributed.state().is_main_process, **kind_args)
+        dataloader_num_workers=0, disable_tqdm=not state.is_main_process, **kind_args)
 
 
 def history_callback(history: History, extra: tuple[str, ...] = ()):

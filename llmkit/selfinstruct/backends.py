@@ -248,15 +248,3 @@ def _error_text(e) -> str:
             return str(msg)
     return e.response.text or e.message or ""
 
-
-def __getattr__(name: str):
-    """The local backend's names (TransformersBackend, its logits processor and stopping criterion) from here
-    too: they live in llmkit/selfinstruct/local.py, so that reading a generate recipe imports no torch."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    from llmkit.selfinstruct import local
-
-    try:
-        return getattr(local, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
