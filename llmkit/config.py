@@ -81,6 +81,7 @@ class TrainConfig:
     resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt("auto", "Autocast precision. auto: the launcher's (an accelerate profile's `mixed_precision`) on a GPU, no on CPU; no, bf16 or fp16 win over the launcher.")
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
+    report_to: list[str] = opt(factory=list, help="Experiment trackers that get every history.jsonl row: tensorboard, wandb (offline unless WANDB_MODE is set); [] for none.")
 
     def validate(self) -> None:
         checks = [
@@ -98,6 +99,9 @@ class TrainConfig:
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"train.{key} {why}, got {getattr(self, key)!r}")
+        from llmkit import trackers
+
+        trackers.check(self.report_to)
 
     def batch_plan(self, world_size: int) -> tuple[int, int]:
         """(per-process micro batch, accumulation steps) with micro * accum * world == batch_size:

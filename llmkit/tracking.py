@@ -16,7 +16,7 @@ import yaml
 from llmkit.errors import LlmkitError
 
 # Keys a run may change when it is started again in the same directory: where it lives and how to start.
-RESTART_KEYS = {("output", "dir"), ("output", "overwrite"), ("train", "resume")}
+RESTART_KEYS = {("output", "dir"), ("output", "overwrite"), ("train", "resume"), ("train", "report_to")}
 CHECKPOINT_DIRS = ("checkpoints", "checkpoint")  # the HF Trainer's, and classify's and ppo's own
 
 
@@ -160,8 +160,8 @@ class History:
     every line it logged). On resume, lines past the resumed step (their `key`) are dropped: the
     resumed run logs them again."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None, key: str = "step"):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, resume_step: int | None = None, key: str = "step", trackers=None):
+        self.path, self.key, self.trackers = Path(path), key, trackers  # trackers: llmkit.trackers.Trackers
         if resume_step is None and self.path.exists():
             self.path.unlink()
         elif resume_step is not None and self.path.exists():
@@ -173,6 +173,13 @@ class History:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(_finite(record), default=_jsonable, allow_nan=False) + "\n")
             fh.flush()
+        if self.trackers is not None:
+            self.trackers.log(record, self.key)
+
+    def close(self) -> None:
+        """Finish the trackers (history.jsonl itself is closed after every line)."""
+        if self.trackers is not None:
+            self.trackers.finish()
 
 
 def read_history(path: str | Path) -> list[dict]:

@@ -19,7 +19,7 @@ BLOCK = {  # parameters of one block, written out per architecture
     "llama": 2 * H * H + 2 * H * KV + 3 * H * F + 2 * H,  # q,o + k,v (GQA) + gate,up,down + 2 RMSNorm
 }
 FINAL_NORM = {"bert": 0, "gpt2": 2 * H, "llama": H}
-HEAD = H * C + C
+HEADS = {"bert": H * C + C, "gpt2": H * C, "llama": H * C}  # decoders pool the last token, bias-free (as HF)
 L, R, V, M = tiny.LAYERS, 4, 5, 8  # blocks; LoRA rank, virtual tokens, adapter width in the cases below
 # LoRA on all linear layers: r * (d_in + d_out) for every adapted matrix of a block.
 LORA_BLOCK = {
@@ -47,6 +47,7 @@ def expected_trainable(arch, method_name, kw, total):
     from llmkit.methods.adapter import adapter_param_count
 
     n_layers = kw.get("trainable_layers", 0)
+    HEAD = HEADS[arch]
     return {
         "full": total,
         "feature_based": HEAD,

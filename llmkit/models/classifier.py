@@ -6,12 +6,21 @@ were trained with mean pooling), and its head layout differs per model. One smal
 `pooling` choice gives every method (feature-based, finetune I/II, LoRA, adapters, prefix) the same
 model on encoders and decoders alike.
 
-Saved layout (`output_dir/model/`):
-    classifier.json     labels, pooling, max_length, base model name
+`pooling: pooler` (BERT-like encoders) and `pooling: last` (decoders, with a bias-free head) are
+what transformers' `*ForSequenceClassification` classes compute, so those runs are saved as one
+(see llmkit/models/hf_classifier.py): `AutoModelForSequenceClassification.from_pretrained(dir)`
+and `pipeline("text-classification", model=dir)` load them, or PEFT for a PEFT method.
+
+Saved layout (`output_dir/model/`), always:
+    classifier.json     labels, pooling, max_length, base model name, `format` (and why not HF)
+    tokenizer files
+format "transformers": config.json + model.safetensors (the whole sequence-classification model)
+format "peft":         adapter_config.json + adapter_model.safetensors (task SEQ_CLS, the head in
+                       modules_to_save), on the base model named there
+format "llmkit" (mean or cls pooling, bottleneck adapters):
     head.safetensors    the linear head
     backbone/           only when backbone weights were trained: a full HF model, or a PEFT
                         adapter directory; otherwise the base model named in classifier.json is used
-    tokenizer files
 """
 
 from __future__ import annotations
@@ -22,11 +31,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-POOLINGS = ("mean", "cls", "last")
+POOLINGS = ("mean", "cls", "last", "pooler")
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """(B, T, H) hidden states, (B, T) attention mask -> (B, H)."""
+    """(B, T, H) hidden states, (B, T) attention mask -> (B, H). (`pooler` is the backbone's own.)"""
     if how == "mean":
         m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
@@ -47,10 +56,18 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         hidden = backbone.config.hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_labels)  # (H -> C)
+        if pooling == "pooler" and getattr(backbone, "pooler", None) is None:
+            from llmkit.errors import ConfigError
+
+            raise ConfigError(f"model.pooling=pooler: {type(backbone).__name__} has no pooler (a BERT-like "
+                              f"encoder has one; for a decoder use model.pooling=last)")
+        # bias-free on the last token, as transformers' decoder classifiers (LlamaForSequenceClassification)
+        self.head = nn.Linear(hidden, num_labels, bias=pooling != "last")  # (H -> C)
 
     def embed(self, input_ids, attention_mask) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "pooler":
+            return out.pooler_output  # (B, H): [CLS] through the pretrained dense + tanh
         hidden = out.last_hidden_state  # (B, T', H)
         extra = hidden.shape[1] - attention_mask.shape[1]
         if extra > 0:  # soft prompt tuning prepends `extra` virtual tokens; they count as content
@@ -66,30 +83,48 @@ class SequenceClassifier(nn.Module):
 
 def save_classifier(model: SequenceClassifier, tokenizer, out_dir: str | Path, *, labels: list[str],
                     base_model: str, max_length: int, method: str, method_config: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    from llmkit.methods import save_trained
+    """Write the classifier as a transformers / PEFT model where one computes the same logits, else in
+    llmkit's layout (module docstring); classifier.json says which, and why not transformers."""
+    from llmkit.methods import get_method, load_kwargs
+    from llmkit.models import hf_classifier
+    from llmkit.models.loading import resolve_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-              str(out / "head.safetensors"))
-    if model.backbone_trains():  # else the base model named in classifier.json is the backbone
-        save_trained(method, model.backbone, out / "backbone", base_model=base_model)
+    base_path = resolve_model(base_model)
+    extra = load_kwargs(method, get_method(method).config_cls(**(method_config or {})), base_path)
+    fmt, detail = hf_classifier.export(model, tokenizer, out, labels=labels, base_path=base_path, load_extra=extra)
+    if fmt == "llmkit":
+        _save_llmkit_layout(model, out, method, base_model)
     tokenizer.save_pretrained(out)
     meta = {"labels": labels, "pooling": model.pooling, "max_length": max_length, "method": method,
             "method_config": method_config or {},
-            "base_model": base_model, "backbone_saved": model.backbone_trains()}
+            "base_model": base_model, "backbone_saved": fmt != "llmkit" or model.backbone_trains(),
+            "format": fmt, "pad_token_id": tokenizer.pad_token_id,
+            **({"why_not_transformers": detail} if fmt == "llmkit" else {"transformers_class": detail})}
     (out / "classifier.json").write_text(json.dumps(meta, indent=2))
     return out
 
 
+def _save_llmkit_layout(model: SequenceClassifier, out: Path, method: str, base_model: str) -> None:
+    from safetensors.torch import save_file
+
+    from llmkit.methods import save_trained
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+              str(out / "head.safetensors"))
+    if model.backbone_trains():  # else the base model named in classifier.json is the backbone
+        save_trained(method, model.backbone, out / "backbone", base_model=base_model)
+
+
 def load_classifier(model_dir: str | Path):
-    """-> (SequenceClassifier in eval mode, tokenizer, meta). Loads in one process, on CPU."""
+    """-> (classifier in eval mode: (ids, mask) -> logits, tokenizer, meta), in any of the three
+    formats. Loads in one process, on CPU."""
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     from llmkit.methods import get_method, load_kwargs, load_trained
+    from llmkit.models import hf_classifier
     from llmkit.models.loading import resolve_model
 
     model_dir = Path(model_dir)
@@ -98,12 +133,16 @@ def load_classifier(model_dir: str | Path):
     method_cfg = method.config_cls(**meta.get("method_config", {}))
     # QLoRA's base loads quantised again, so the reloaded model computes what the trained one did
     base_path = resolve_model(meta["base_model"])
-    backbone = AutoModel.from_pretrained(base_path, **load_kwargs(meta["method"], method_cfg, base_path))
+    extra = load_kwargs(meta["method"], method_cfg, base_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if meta.get("format", "llmkit") != "llmkit":
+        model = hf_classifier.Loaded(hf_classifier.load(model_dir, meta, extra), meta["pooling"])
+        return model.eval(), tokenizer, meta
+    backbone = AutoModel.from_pretrained(base_path, **extra)
     if meta["backbone_saved"]:
         backbone = load_trained(meta["method"], backbone, model_dir / "backbone")
     model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"])
     model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model.eval(), tokenizer, meta
 
 

@@ -16,7 +16,7 @@ ARCHS = ("bert", "gpt2", "llama")
 # Sizes small enough that a forward/backward takes milliseconds on one CPU core. Every linear
 # layer's input width is a multiple of 64, so bitsandbytes' CPU 4-bit kernels (64-wide blocks) work.
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, VOCAB = 64, 2, 4, 2, 128, 1024, 512
-BUILD = f"h{HIDDEN}-l{LAYERS}-f{FFN}-v{VOCAB}-p{POSITIONS}-1"  # part of the cache path: a change rebuilds
+BUILD = f"h{HIDDEN}-l{LAYERS}-f{FFN}-v{VOCAB}-p{POSITIONS}-2"  # part of the cache path: a change rebuilds
 
 # A small English corpus for the tokenizer, so common words become single tokens. Byte-level BPE
 # still encodes any text (every byte is in the base alphabet), so nothing maps to <unk>.
@@ -99,8 +99,24 @@ def build_tiny(arch: str, out_dir: str | Path, *, seed: int = 0, texts: list[str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    if arch == "bert":
+        _add_pooler(out_dir / "model.safetensors", config, seed)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def _add_pooler(weights, config, seed: int) -> None:
+    """Real BERT checkpoints carry the pretrained pooler (dense + tanh over [CLS]) that
+    BertForSequenceClassification and `pooling: pooler` use; a masked-LM model saves none, so every
+    load would draw a new random one. Drawn here once, with BERT's init (N(0, 0.02), zero bias)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    g = torch.Generator().manual_seed(seed + 1)
+    state["bert.pooler.dense.weight"] = torch.randn(config.hidden_size, config.hidden_size, generator=g) * config.initializer_range
+    state["bert.pooler.dense.bias"] = torch.zeros(config.hidden_size)
+    save_file(state, str(weights), metadata={"format": "pt"})
 
 
 def tiny_model_path(name: str) -> Path:

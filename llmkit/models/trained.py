@@ -103,12 +103,16 @@ def merge(adapter_dir: str | Path, output: str | Path, *, base: str | None = Non
 
 
 def _merge_classifier(model_dir: Path, out: Path) -> Path:
-    """A classify run's model/ with a LoRA backbone -> the same layout with a merged full backbone."""
+    """A classify run's model/ with a LoRA backbone -> the same classifier with merged weights: a
+    transformers sequence-classification model from the PEFT format, llmkit's layout from its own."""
     import shutil
 
     meta = json.loads((model_dir / "classifier.json").read_text())
-    if not meta.get("backbone_saved"):
-        raise LlmkitError(f"{model_dir}: the backbone did not train; there is nothing to merge")
+    fmt = meta.get("format", "llmkit")
+    if fmt == "transformers" or (fmt == "llmkit" and not meta.get("backbone_saved")):
+        raise LlmkitError(f"{model_dir}: the backbone holds no adapter (its weights are plain); there is nothing to merge")
+    if fmt == "peft":
+        return _merge_peft_classifier(model_dir, out, meta)
     backbone_dir = model_dir / "backbone"
     info = adapter_info(backbone_dir)
     if info is None:
@@ -116,5 +120,22 @@ def _merge_classifier(model_dir: Path, out: Path) -> Path:
     shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("backbone"))
     merge(backbone_dir, out / "backbone", base=meta["base_model"])
     meta["method"], meta["method_config"] = "full", {}
+    (out / "classifier.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def _merge_peft_classifier(model_dir: Path, out: Path, meta: dict) -> Path:
+    from transformers import AutoTokenizer
+
+    from llmkit.models import hf_classifier
+
+    info = adapter_info(model_dir)
+    if info.get("peft_type") != "LORA":
+        raise LlmkitError(f"{model_dir}: a {info.get('peft_type')} adapter cannot be merged (it adds tokens, not "
+                          f"weight updates); load it with peft.PeftModel.from_pretrained")
+    merged = hf_classifier.load(model_dir, meta, {}).merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    meta.update(method="full", method_config={}, format="transformers", backbone_saved=True)
     (out / "classifier.json").write_text(json.dumps(meta, indent=2))
     return out

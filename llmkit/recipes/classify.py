@@ -31,7 +31,10 @@ from llmkit.recipes import Recipe, classify_report
 
 @dataclass
 class ClassifyModelConfig(ModelConfig):
-    pooling: Literal["mean", "cls", "last"] = opt("mean", "How token states become one vector: mean, cls, or last (decoders).")
+    pooling: Literal["mean", "cls", "last", "pooler"] = opt(
+        "mean", "How token states become one vector: mean, cls, pooler (the encoder's own [CLS] dense + tanh), or last "
+        "(decoders; the head then has no bias). pooler and last save the model as transformers' "
+        "*ForSequenceClassification (or a PEFT adapter on one).")
     head_dropout: float = opt(0.1, "Dropout before the linear head while training.")
 
     def validate(self) -> None:

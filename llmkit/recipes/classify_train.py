@@ -25,6 +25,7 @@ from llmkit.models.classifier import Collator, SequenceClassifier, predict, save
 from llmkit.models.loading import load_backbone, load_tokenizer, resolve_model
 from llmkit.recipes import classify_report
 from llmkit.recipes.classify import ClassifyConfig
+from llmkit.trackers import open_trackers
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
 # ----------------------------------------------------------------------------- features
@@ -247,18 +248,18 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
                                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.train.seed)
     data = prepare(cfg.data, seed=cfg.train.seed)  # validation errors stop here, before the model loads
-    if accelerator.is_main_process:
-        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
-    accelerator.wait_for_everyone()
-    resuming = cfg.train.resume and (out / "checkpoint" / "trainer_state.json").is_file()
-    history = History(out / "history.jsonl", resume_step=_checkpoint_step(out) if resuming else None)
-
     method = get_method(cfg.method.name)
     model_path = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(cfg.model, model_path)
     extra = load_kwargs(cfg.method.name, cfg.method, model_path)
     backbone = method.apply(load_backbone(cfg.model, model_path, **extra), cfg.method)
     model = SequenceClassifier(backbone, len(data.labels), cfg.model.pooling, cfg.model.head_dropout)
+    if accelerator.is_main_process:  # the model has loaded: nothing left to refuse the run for
+        prepare_output_dir(out, to_dict(cfg), overwrite=cfg.output.overwrite)
+    accelerator.wait_for_everyone()
+    resuming = cfg.train.resume and (out / "checkpoint" / "trainer_state.json").is_file()
+    history = History(out / "history.jsonl", resume_step=_checkpoint_step(out) if resuming else None,
+                      trackers=open_trackers(cfg.train.report_to, out, to_dict(cfg)) if accelerator.is_main_process else None)
     trainable, total = count_params(model)
     accelerator.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train "
                       f"({100 * trainable / total:.3f}%); {len(data.train_texts)} train / {len(data.test_texts)} test rows")
@@ -304,6 +305,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         confusion = confusion_matrix(y, preds, labels=list(range(len(data.labels)))).tolist()
         write_json(out / "predictions_summary.json", {"labels": data.labels, "confusion_matrix": confusion})
         classify_report.write_report(out, cfg, metrics, data, confusion)
+        history.close()
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from llmkit import faults
+from llmkit import faults, trackers
 from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
 from llmkit.data.sft import prompt_text
 from llmkit.divergence import check_finite
 from llmkit.errors import ConfigError, DataError, LlmkitError
 from llmkit.recipes import Recipe, ppo_report
+from llmkit.trackers import open_trackers
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
 
@@ -103,6 +104,7 @@ class PPOTrainConfig:
     save_every: int = opt(5, "Checkpoint every N updates (0: only at the end).")
     resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
     sample_every: int = opt(5, "Log sample generations every N updates (0: never).")
+    report_to: list[str] = opt(factory=list, help="Experiment trackers that get every history.jsonl row: tensorboard, wandb (offline unless WANDB_MODE is set); [] for none.")
 
 
 @dataclass
@@ -140,6 +142,7 @@ class PPOConfig:
             raise ConfigError(f"ppo.temperature must be > 0 (log-probs are taken at it), got {p.temperature}")
         if self.reward.model is None and self.reward.function is None:
             raise ConfigError("set reward.model (a reward model directory) or reward.function (module:function)")
+        trackers.check(self.train.report_to)
 
 
 # ----------------------------------------------------------------------------- data
@@ -565,7 +568,8 @@ def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], out: Path, st
     from tqdm.auto import tqdm
 
     p, main = cfg.ppo, acc.is_main_process
-    history = History(out / "history.jsonl", resume_step=start if resume else None) if main else None
+    history = History(out / "history.jsonl", resume_step=start if resume else None,
+                      trackers=open_trackers(cfg.train.report_to, out, to_dict(cfg))) if main else None
     samples_log = History(out / "samples.jsonl", resume_step=start if resume else None, key="update") if main else None
     order = list(range(len(train_items)))
     random.Random(f"{cfg.train.seed}:prompts").shuffle(order)
@@ -594,6 +598,8 @@ def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], out: Path, st
                                  seconds_before + time.perf_counter() - t0)
             acc.wait_for_everyone()
     bar.close()
+    if main:
+        history.close()
     return seconds_before + time.perf_counter() - t0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmkit import faults
+from llmkit.trackers import open_trackers
 from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}  # llmkit's -> HF's
@@ -44,7 +45,8 @@ def open_run(out: Path, config: dict, train, overwrite: bool, state) -> RunDir:
     resume, step = last_checkpoint(ckpt) if train.resume else (None, None)
     if resume:
         state.print(f"resuming from {resume} (step {step})")
-    return RunDir(ckpt, resume, History(out / "history.jsonl", resume_step=step))
+    tracked = open_trackers(train.report_to, out, config) if state.is_main_process else None
+    return RunDir(ckpt, resume, History(out / "history.jsonl", resume_step=step, trackers=tracked))
 
 
 def training_args(config_cls, t, run: RunDir, state, method_name: str, **kind_args):
@@ -167,6 +169,7 @@ def train(trainer, run: RunDir, progress) -> dict:
 
     with PeakMemory() as mem:
         trainer.train(resume_from_checkpoint=run.resume)
+    run.history.close()
     distributed.check_world_size(trainer.accelerator.num_processes)
     steps, tokens, seconds = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0), progress.seconds
     return {
