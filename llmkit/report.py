@@ -70,19 +70,36 @@ def _save(fig, path: str | Path, title: str = "") -> Path:
     return Path(path)
 
 
-def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: str = "", x: str = "step") -> Path | None:
-    """Line plot of `keys` against `x` from history records; None when there is nothing to plot."""
-    series = {k: [(r[x], r[k]) for r in history if r.get(k) is not None and x in r] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
+def plot_curves(history: list[dict], keys: list, path: str | Path, title: str = "", x: str = "step") -> Path | None:
+    """Line plots of `keys` against `x` from history records, three panels to a row (each stays legible
+    when the page is 1,280 px wide); a tuple of keys shares one panel with a legend (training loss and
+    held-out loss). None when there is nothing to plot."""
+    panels = []
+    for key in keys:
+        group = key if isinstance(key, tuple) else (key,)
+        series = {k: [(r[x], r[k]) for r in history if r.get(k) is not None and x in r] for k in group}
+        series = {k: v for k, v in series.items() if v}
+        if series:
+            panels.append((" / ".join(series), series))
+    if not panels:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
-    for ax, (k, pts) in zip(axes[0], series.items()):
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3)
+    from matplotlib.ticker import MaxNLocator
+
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, series) in zip(axes.flat, panels):
+        for k, pts in series.items():
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=k)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and updates are whole numbers
         ax.set_xlabel(x)
-        ax.set_title(k)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
     return _save(fig, path, title)
 

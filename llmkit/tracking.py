@@ -16,7 +16,8 @@ import yaml
 from llmkit.errors import LlmkitError
 
 # Keys a run may change when it is started again in the same directory: where it lives and how to start.
-RESTART_KEYS = {("output", "dir"), ("output", "overwrite"), ("train", "resume"), ("train", "report_to")}
+RESTART_KEYS = {("output", "dir"), ("output", "overwrite"), ("train", "resume"), ("train", "report_to"),
+                ("train", "resume_from_checkpoint")}
 CHECKPOINT_DIRS = ("checkpoints", "checkpoint")  # the HF Trainer's, and classify's and ppo's own
 
 

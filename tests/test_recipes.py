@@ -2,6 +2,7 @@
 a killed run resumes to the same result; compare writes its table and plot."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -148,3 +149,41 @@ def test_classify_reports_the_optimizer_steps_it_took_not_its_history_lines(tmp_
     assert steps == [5, 7] and m["optimizer_steps"] == 7
     recipe, cfg = load_config(ROOT / "recipes/classify/feature_based.yaml", [*common, f"output_dir={tmp_path / 'lr'}"])
     assert recipe.run(cfg, tmp_path / "lr")["optimizer_steps"] == 0
+
+
+def test_compare_puts_each_kind_on_its_own_figures(tmp_path, run_cli):
+    """sft runs on held-out loss, an evaluation suite on its scores, a classify run on accuracy: one
+    table each, in one comparison, and compare.json keeps every figure of every run."""
+    sft = ["train", ROOT / "recipes/sft/lora.yaml", "model=tiny-llama", "data.max_train_samples=16",
+           "data.max_test_samples=8", "train.max_steps=2", "eval.num_generate=2", "eval.max_new_tokens=4", "eval.before=false"]
+    runs = {"sft-lora": [*sft], "sft-prompt": [*sft, "method=prompt", "method.num_virtual_tokens=4"],
+            "classify": ["train", ROOT / "recipes/classify/feature_based.yaml", *SMOKE],
+            "eval": ["eval", ROOT / "eval/instructions.yaml", "model.name=tiny-llama", "metrics=[exact_match,rouge]",
+                     "data.max_samples=4", "generate.max_new_tokens=4"]}
+    for name, argv in runs.items():
+        flag = "output.dir" if argv[0] == "eval" else "output_dir"
+        res = run_cli(*argv, f"{flag}={tmp_path / name}")
+        assert res.returncode == 0, res.stderr[-2000:]
+    res = run_cli("compare", *(tmp_path / n for n in runs), "--output", tmp_path / "cmp")
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in md.split("\n## ")[1:]}
+    assert set(sections) == {"sft (2 runs)", "classify (1 runs)", "eval (1 runs)"}
+    assert "eval_loss" in sections["sft (2 runs)"] and "| lora |" in sections["sft (2 runs)"] and "| prompt |" in sections["sft (2 runs)"]
+    assert "accuracy" in sections["classify (1 runs)"] and "eval_loss" not in sections["classify (1 runs)"]
+    assert "rougeL" in sections["eval (1 runs)"] and "trainable params" not in sections["eval (1 runs)"]
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    by_dir = {Path(r["dir"]).name: r for r in saved}
+    for name in runs:
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert {k: by_dir[name][k] for k in ("eval_loss", "accuracy", "exact_match") if k in metrics} == \
+            {k: metrics[k] for k in ("eval_loss", "accuracy", "exact_match") if k in metrics}
+    assert [by_dir[n]["headline"] for n in runs] == ["eval_loss", "eval_loss", "accuracy", "exact_match"]
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
+    # a kind compare does not read is named, with the kinds it does
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "metrics.json").write_text("{}")
+    (gen / "config.yaml").write_text("kind: self_instruct\n")
+    res = run_cli("compare", gen, tmp_path / "classify", "--output", tmp_path / "cmp2")
+    assert res.returncode == 2 and "a 'self_instruct' run; compare reads runs of: classify, sft, reward, ppo, eval" in res.stderr

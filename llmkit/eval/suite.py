@@ -34,7 +34,7 @@ from llmkit.config import build, expand_aliases, load_yaml, merge, opt, parse_ov
 from llmkit.errors import ConfigError, DataError
 from llmkit.eval import suite_report
 from llmkit.eval.fewshot import FewShotConfig
-from llmkit.recipes import Recipe
+from llmkit.recipes import Compared, Recipe
 
 GENERATION_METRICS = ("bleu", "rouge", "bertscore", "exact_match", "reward")
 METRICS = GENERATION_METRICS + ("perplexity",)
@@ -510,4 +510,7 @@ def headline(metrics: dict) -> str:
 
 RECIPE = Recipe(kind="eval", verb="eval", config_cls=SuiteConfig, run=run, load=load_suite,
                 summary_line=suite_report.summary_line, section=suite_report.pipeline_section, grouped=True,
-                headline=suite_report.headline)
+                headline=suite_report.headline,
+                compare=Compared(("exact_match", "rougeL", "bleu", "bertscore_f1", "reward"), True,
+                                 tuple((k, k) for k in ("exact_match", "rouge1", "rouge2", "rougeL", "bleu", "bertscore_f1",
+                                                        "reward", "perplexity", "seconds")), costs=False))

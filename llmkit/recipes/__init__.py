@@ -37,6 +37,18 @@ KINDS = {  # kind: (module exporting RECIPE, verb, summary); `llmkit train` runs
 
 
 @dataclass(frozen=True)
+class Compared:
+    """What `llmkit compare` shows for runs of a kind: the headline figure (the first of `headline`
+    that the runs have), plotted against trainable parameters and training time when `costs`, and more
+    columns, blank where a run lacks one."""
+
+    headline: tuple[str, ...]
+    higher_is_better: bool
+    columns: tuple[tuple[str, str], ...] = ()  # (metrics.json key, column label)
+    costs: bool = True  # the run trained: trainable_params and train_seconds are required and plotted against
+
+
+@dataclass(frozen=True)
 class Recipe:
     kind: str
     verb: str  # the llmkit verb that runs it: train, generate, eval, compare
@@ -56,6 +68,7 @@ class Recipe:
     sharded: bool = True  # runs under the DeepSpeed / FSDP launcher profiles (else one process or DDP only)
     autocast: bool = True  # trains in the launcher's mixed precision (else fp32 as loaded)
     trainer_batching: bool = True  # micro batch derived from train.batch_size; train.gradient_checkpointing applies
+    compare: Compared | None = None  # llmkit compare: the kind's figures side by side
 
     @property
     def summary(self) -> str:

@@ -26,7 +26,7 @@ from llmkit.config import (
 )
 from llmkit.data.classification import ClassifyDataConfig
 from llmkit.errors import ConfigError
-from llmkit.recipes import Recipe, classify_report
+from llmkit.recipes import Compared, Recipe, classify_report
 
 
 @dataclass
@@ -98,4 +98,5 @@ def count_memory(cfg, n: int, ckpt_request, notes):
 
 RECIPE = Recipe(kind="classify", verb="train", config_cls=ClassifyConfig, run=run, default_method="full",
                 summary_line=classify_report.summary_line, section=classify_report.pipeline_section, grouped=True,
-                headline=classify_report.headline, count_memory=count_memory)
+                headline=classify_report.headline, count_memory=count_memory,
+                compare=Compared(("accuracy",), True, (("macro_f1", "macro F1"),)))

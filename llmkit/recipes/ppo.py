@@ -45,7 +45,7 @@ from llmkit.config import MethodConfig, ModelConfig, opt, to_dict
 from llmkit.data.sft import prompt_text
 from llmkit.divergence import check_finite
 from llmkit.errors import ConfigError, DataError, LlmkitError
-from llmkit.recipes import Recipe, ppo_report
+from llmkit.recipes import Compared, Recipe, ppo_report
 from llmkit.trackers import open_trackers
 from llmkit.tracking import History, PeakMemory, prepare_output_dir, write_json
 
@@ -698,4 +698,6 @@ def count_memory(cfg, n: int, ckpt_request, notes):
 RECIPE = Recipe(kind="ppo", verb="train", config_cls=PPOConfig, run=run, default_method="lora",
                 summary_line=ppo_report.summary_line, section=ppo_report.pipeline_section,
                 headline=ppo_report.headline, count_memory=count_memory,
-                sharded=False, autocast=False, trainer_batching=False)
+                sharded=False, autocast=False, trainer_batching=False,
+                compare=Compared(("reward_mean_last",), True, (("reward_mean_first", "reward, first fifth of updates"),
+                                                       ("kl_last", "KL, last fifth"), ("kl_max", "KL, max"))))

@@ -34,7 +34,7 @@ from llmkit.config import (
     MethodConfig,
     ModelConfig,
     OutputConfig,
-    TrainConfig,
+    TrainerLoopConfig,
     opt,
     to_dict,
 )
@@ -46,7 +46,7 @@ from llmkit.methods import (
     load_kwargs,
     save_trained,
 )
-from llmkit.recipes import Recipe, reward_report
+from llmkit.recipes import Compared, Recipe, reward_report
 from llmkit.recipes import trainer as trainer_glue
 from llmkit.rlhf.reward_data import RewardDataConfig, check_special_tokens, prepare, tokenize_pairs
 from llmkit.tracking import write_json
@@ -61,7 +61,7 @@ class RewardModelConfig(ModelConfig):
 
 
 @dataclass
-class RewardTrainConfig(TrainConfig):
+class RewardTrainConfig(TrainerLoopConfig):
     learning_rate: float = opt(1e-3, "Peak learning rate (AdamW).")
     epochs: float = opt(1.0, "Passes over the pairs (one is usual: reward models overfit fast, InstructGPT section 3.5).")
     batch_size: int = opt(24, "Global batch size in pairs; a multiple of a prompt's pair count (6 for 4 ranked responses) keeps a prompt's pairs in one batch.")
@@ -295,7 +295,9 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     state.print(f"{cfg.method.name}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%); "
                 f"{len(data.train)} prompts -> {len(train_pairs.rows)} pairs ({train_pairs.dropped} over "
                 f"max_length dropped); {len(data.test)} held-out prompts ({data.format})")
-    trainer, progress = _trainer(cfg, run_dir, model, tokenizer, train_pairs, state)
+    eval_pairs = (tokenize_pairs(data.test, tokenizer, cfg.model.max_length, cfg.train.margin)
+                  if cfg.train.eval_steps else None)  # the held-out pairs, for train.eval_steps
+    trainer, progress = _trainer(cfg, run_dir, model, tokenizer, train_pairs, state, eval_pairs)
     counters = trainer_glue.train(trainer, run_dir, progress)
     model = distributed.gathered_model(trainer, lambda: with_method(build()))
 
@@ -316,19 +318,21 @@ def run(cfg: RewardConfig, out: Path) -> dict:
     return metrics
 
 
-def _trainer(cfg: RewardConfig, run_dir, model, tokenizer, pairs, state):
-    """-> (the grouped reward trainer on `pairs`, its Progress callback)."""
+def _trainer(cfg: RewardConfig, run_dir, model, tokenizer, pairs, state, eval_pairs=None):
+    """-> (the grouped reward trainer on `pairs`, evaluating on `eval_pairs` if given, its Progress callback)."""
     from datasets import Dataset
     from trl import RewardConfig as TRLConfig
 
     t = cfg.train
     args = trainer_glue.training_args(
-        TRLConfig, t, run_dir, state, cfg.method.name, max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
+        TRLConfig, t, run_dir, state, cfg.method.name, eval_batch_size=cfg.eval.batch_size, max_length=None, center_rewards_coefficient=t.center_rewards_coefficient,
         disable_dropout=True)  # dropout makes rewards noisy and PPO's value init irreproducible (brief P7)
     progress = trainer_glue.progress_callback()
     trainer = trainer_glue.counted(trainer_class(pairs.groups), progress)(
         model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(pairs.rows),
-        callbacks=[trainer_glue.history_callback(run_dir.history, ("accuracy", "margin")), progress, guard_callback()])
+        eval_dataset=Dataset.from_list(eval_pairs.rows) if eval_pairs else None,
+        callbacks=[trainer_glue.history_callback(run_dir.history, ("accuracy", "margin")), progress, guard_callback(),
+                   *trainer_glue.early_stopping(t)])
     return trainer, progress
 
 
@@ -350,6 +354,7 @@ def _metrics(cfg: RewardConfig, data, pairs, before: dict, after: dict, calib: d
         "pairs_per_second": round(pairs_seen / seconds, 1) if seconds else None,
         **{k: counters[k] for k in ("tokens_per_second", "steady_tokens_per_second", "train_tokens",
                                     "peak_memory_mb", "peak_memory_kind", "optimizer_steps")},
+        **{k: counters[k] for k in ("best_step", "best_eval_loss", "stopped_early") if k in counters},  # keep_best
         "num_train_prompts": len(data.train), "num_train_pairs": len(pairs.rows),
         "dropped_train_pairs": pairs.dropped, "num_test_prompts": len(data.test),
         "num_test_pairs": after["num_pairs"], "skipped_test_prompts": after["skipped_records"],
@@ -407,4 +412,6 @@ def count_memory(cfg, n: int, ckpt_request, notes):
 
 RECIPE = Recipe(kind="reward", verb="train", config_cls=RewardConfig, run=run, default_method="full",
                 summary_line=reward_report.summary_line, section=reward_report.pipeline_section,
-                headline=reward_report.headline, count_memory=count_memory)
+                headline=reward_report.headline, count_memory=count_memory,
+                compare=Compared(("pairwise_accuracy",), True, (("mean_margin", "mean margin"), ("log_loss", "log loss"),
+                                                        ("base_pairwise_accuracy", "start model's accuracy"))))

@@ -9,8 +9,9 @@ from llmkit.tracking import read_history
 
 
 def write_report(out: Path, cfg, metrics: dict, examples: list[dict]) -> Path:
-    curve = plot_curves(read_history(out / "history.jsonl"), ["loss", "accuracy"], out / "loss.png",
-                        title=f"reward {cfg.method.name}: training loss and batch accuracy")
+    curve = plot_curves(read_history(out / "history.jsonl"),
+                        [("loss", "eval_loss"), ("accuracy", "eval_accuracy"), "lr", "grad_norm"], out / "loss.png",
+                        title=f"reward {cfg.method.name}: loss and pairwise accuracy (batch, and held out at train.eval_steps)")
     rows = [[label, metrics.get(f"base_{key}"), metrics.get(key)] for key, label in (
         ("pairwise_accuracy", "pairwise accuracy (r+ > r-, ties 1/2)"),
         ("mean_margin", "mean margin r+ - r-"),
@@ -31,6 +32,9 @@ def write_report(out: Path, cfg, metrics: dict, examples: list[dict]) -> Path:
             ["mean calibrated reward by rank (best first)", ", ".join(fmt(v) for v in metrics["mean_reward_by_rank"])],
             ["trainable parameters", f"{metrics['trainable_params']:,} ({share:.3f}% of {metrics['total_params']:,})"],
             ["final training loss (mean over the run)", metrics["train_loss"]],
+            *([["weights saved (train.keep_best)", f"step {metrics['best_step']}, held-out loss "
+                f"{fmt(metrics['best_eval_loss'])}{', stopped early' if metrics.get('stopped_early') else ''}"]]
+              if "best_step" in metrics else []),
             ["pairs / second", metrics["pairs_per_second"]],
             ["tokens / second", metrics["tokens_per_second"]],
             ["training time (s)", metrics["train_seconds"]],

@@ -24,7 +24,7 @@ from llmkit.config import (
     MethodConfig,
     ModelConfig,
     OutputConfig,
-    TrainConfig,
+    TrainerLoopConfig,
     opt,
     to_dict,
 )
@@ -49,7 +49,7 @@ from llmkit.models.loading import (
     set_chat_template,
     set_pad_token,
 )
-from llmkit.recipes import Recipe, sft_report
+from llmkit.recipes import Compared, Recipe, sft_report
 from llmkit.recipes import trainer as trainer_glue
 from llmkit.tracking import write_json
 
@@ -63,7 +63,7 @@ class SFTModelConfig(ModelConfig):
 
 
 @dataclass
-class SFTTrainConfig(TrainConfig):
+class SFTTrainConfig(TrainerLoopConfig):
     learning_rate: float = opt(2e-4, "Peak learning rate (AdamW).")
     batch_size: int = opt(16, "Global batch size (all processes, all accumulation steps together).")
     micro_batch_size: int | None = opt(4, "Most examples per process per forward pass; accumulation is derived. 4 keeps activations small (SmolLM2, fp32: ~2.2 MB per token position) and was faster than 16 on CPU; raise it on a GPU with memory to spare.")
@@ -77,12 +77,13 @@ class SFTEvalConfig(EvalConfig):
     batch_size: int = opt(32, "Batch size for held-out loss and generation.")
     max_new_tokens: int = opt(32, "Tokens to generate per held-out prompt.")
     num_generate: int = opt(200, "Held-out prompts to generate for exact match (0: none).")
+    num_generate_in_training: int = opt(8, "Of those, how many to generate at each train.eval_steps evaluation for a held-out exact-match curve (0: none; skipped under ZeRO-3 and FSDP, where no one rank holds the weights).")
     before: bool = opt(True, "Also measure the base model before training (the 'before' of before/after).")
 
     def validate(self) -> None:
         super().validate()
-        if self.max_new_tokens < 1 or self.num_generate < 0:
-            raise ConfigError("eval.max_new_tokens must be >= 1 and eval.num_generate >= 0")
+        if self.max_new_tokens < 1 or self.num_generate < 0 or self.num_generate_in_training < 0:
+            raise ConfigError("eval.max_new_tokens must be >= 1, eval.num_generate and eval.num_generate_in_training >= 0")
 
 
 @dataclass
@@ -104,6 +105,19 @@ def measure(model, tokenizer, test_tok: list[dict], prompts, refs, cfg: SFTConfi
     preds = generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size, desc) if prompts else []
     return {"eval_loss": loss["loss"], "eval_perplexity": loss["perplexity"],
             "eval_exact_match": exact_match(preds, refs) if prompts else None}, preds
+
+
+def _exact_match_probe(tokenizer, prompts, refs, cfg: SFTConfig):
+    """For evaluations while training: greedy answers to a few held-out prompts -> eval_exact_match."""
+    from llmkit.eval.heldout import exact_match, generate
+
+    def probe(model) -> dict:
+        was_training = model.training
+        preds = generate(model, tokenizer, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size, progress=False)
+        model.train(was_training)
+        return {"eval_exact_match": exact_match(preds, refs)}
+
+    return probe
 
 
 def trainer_class(token_metrics: bool):
@@ -189,12 +203,17 @@ def run(cfg: SFTConfig, out: Path) -> dict:
 
     t = cfg.train
     args = trainer_glue.training_args(
-        TRLConfig, t, run_dir, state, cfg.method.name, max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing)
+        TRLConfig, t, run_dir, state, cfg.method.name, eval_batch_size=cfg.eval.batch_size,
+        max_length=cfg.model.max_length, packing=t.packing, padding_free=t.packing)
     progress = trainer_glue.progress_callback()
+    k = cfg.eval.num_generate_in_training
+    on_eval = (_exact_match_probe(tokenizer, prompts[:k], refs[:k], cfg)
+               if k and prompts and not (distributed.is_zero3() or distributed.uses_fsdp()) else None)
     trainer = trainer_glue.counted(trainer_class(t.token_metrics), progress)(
         model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(train_tok),
-        callbacks=[trainer_glue.history_callback(run_dir.history, ("mean_token_accuracy", "entropy")), progress,
-                   guard_callback()])
+        eval_dataset=Dataset.from_list(test_tok) if t.eval_steps else None,
+        callbacks=[trainer_glue.history_callback(run_dir.history, ("mean_token_accuracy", "entropy"), on_eval), progress,
+                   guard_callback(), *trainer_glue.early_stopping(t)])
     counters = trainer_glue.train(trainer, run_dir, progress)
     model = distributed.gathered_model(trainer, lambda: method.apply(build(), cfg.method))
 
@@ -253,4 +272,6 @@ def count_memory(cfg, n: int, ckpt_request, notes):
 
 RECIPE = Recipe(kind="sft", verb="train", config_cls=SFTConfig, run=run, default_method="lora",
                 summary_line=sft_report.summary_line, section=sft_report.pipeline_section,
-                headline=sft_report.headline, count_memory=count_memory)
+                headline=sft_report.headline, count_memory=count_memory,
+                compare=Compared(("eval_loss",), False, (("eval_perplexity", "held-out perplexity"), ("eval_exact_match", "exact match"),
+                                                ("base_eval_loss", "base model's held-out loss"), ("tokens_per_second", "tokens / s"))))

@@ -9,8 +9,8 @@ from llmkit.tracking import read_history
 
 
 def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
-    curve = plot_curves(read_history(out / "history.jsonl"), ["loss"], out / "loss.png",
-                        title=f"sft {cfg.method.name}: training loss")
+    curve = plot_curves(read_history(out / "history.jsonl"), [("loss", "eval_loss"), "eval_exact_match", "lr", "grad_norm"],
+                        out / "loss.png", title=f"sft {cfg.method.name}: training curves")
     rows = []
     for key, label in (("eval_loss", "held-out loss (completion tokens)"), ("eval_perplexity", "held-out perplexity"),
                        ("eval_exact_match", "held-out exact match")):
@@ -28,8 +28,13 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
             [f"peak memory (MB, {metrics['peak_memory_kind']})", metrics["peak_memory_mb"]],
         ]), "",
     ]
+    if "best_step" in metrics:
+        lines += [f"The weights saved are step {metrics['best_step']}'s, the lowest held-out loss "
+                  f"({num(metrics['best_eval_loss'])}) of the evaluations during training"
+                  + ("; training stopped early there." if metrics.get("stopped_early") else "."), ""]
     if curve:
-        lines += ["## Training loss", "", "![training loss](loss.png)", ""]
+        lines += ["## Training curves", "", "Loss (and held-out loss at each `train.eval_steps` evaluation), "
+                  "learning rate and gradient norm per optimizer step.", "", "![training curves](loss.png)", ""]
     if samples:
         lines += ["## Sample generations (held out)", "",
                   md_table(["prompt", "reference", "base", "finetuned"],

@@ -15,6 +15,7 @@ trainer class below holds, so `Progress` reads its saved state itself in `on_tra
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +44,43 @@ def open_run(out: Path, config: dict, train, overwrite: bool, state) -> RunDir:
     state.wait_for_everyone()
     ckpt = out / "checkpoints"
     resume, step = last_checkpoint(ckpt) if train.resume else (None, None)
+    named = getattr(train, "resume_from_checkpoint", None)
+    if named and not _continues(resume, step, named, ckpt):
+        resume, step = named, json.loads((Path(named) / "trainer_state.json").read_text())["global_step"]
     if resume:
         state.print(f"resuming from {resume} (step {step})")
     tracked = open_trackers(train.report_to, out, config) if state.is_main_process else None
     return RunDir(ckpt, resume, History(out / "history.jsonl", resume_step=step, trackers=tracked))
 
 
-def training_args(config_cls, t, run: RunDir, state, method_name: str, **kind_args):
+def _continues(own: str | None, own_step: int | None, named: str, ckpt: Path) -> bool:
+    """Whether this run's newest checkpoint continues a run that started from the named one: it is
+    newer, and the named one lies outside this run (naming one of its own checkpoints goes back to it)."""
+    inside = Path(named).resolve().is_relative_to(ckpt.resolve())
+    named_step = json.loads((Path(named) / "trainer_state.json").read_text())["global_step"]
+    return own is not None and not inside and own_step > named_step
+
+
+def eval_args(t, eval_batch_size: int) -> dict:
+    """TrainingArguments for evaluation while training and keeping the best step (train.eval_steps,
+    early_stopping_patience, keep_best). The Trainer can only go back to a step it checkpointed, so
+    with keep_best the checkpoints fall on evaluations (save_steps 0: every one)."""
+    if not t.eval_steps:
+        return {"eval_strategy": "no"}
+    best = t.best_kept()
+    return {"eval_strategy": "steps", "eval_steps": t.eval_steps, "per_device_eval_batch_size": eval_batch_size,
+            "prediction_loss_only": True, "load_best_model_at_end": best,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False,
+            **({"save_strategy": "steps", "save_steps": t.save_steps or t.eval_steps} if best else {})}
+
+
+def early_stopping(t) -> list:
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience)] if t.early_stopping_patience else []
+
+
+def training_args(config_cls, t, run: RunDir, state, method_name: str, eval_batch_size: int = 32, **kind_args):
     """TRL's SFTConfig / RewardConfig (`config_cls`) from llmkit's train section `t`, for the launch
     `state` and the method (whether it may checkpoint activations); `kind_args` are the kind's own
     (max_length, packing, center_rewards_coefficient, ...)."""
@@ -63,18 +94,22 @@ def training_args(config_cls, t, run: RunDir, state, method_name: str, **kind_ar
         learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
         lr_scheduler_type=SCHEDULERS[t.lr_scheduler], warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
-        save_strategy="steps" if t.save_steps else "epoch", save_steps=t.save_steps or 500, save_total_limit=1,
+        **{"save_strategy": "steps" if t.save_steps else "epoch", "save_steps": t.save_steps or 500,
+           **(eval_args(t, eval_batch_size) if hasattr(t, "eval_steps") else {})},
+        save_total_limit=1,  # with keep_best the Trainer also keeps the best one
         report_to="none", activation_checkpointing=gradient_checkpointing_allowed(method_name, t.gradient_checkpointing),
         gradient_checkpointing=False,
         bf16=precision == "bf16", fp16=precision == "fp16", **distributed.trainer_args(),
         include_num_input_tokens_seen="non_padding",
         logging_nan_inf_filter=False,  # else the Trainer logs a NaN loss as the previous mean (the guard needs it)
-        dataloader_num_workers=0, disable_tqdm=not state.is_main_process, **kind_args)
+        dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
+        **kind_args)
 
 
-def history_callback(history: History, extra: tuple[str, ...] = ()):
+def history_callback(history: History, extra: tuple[str, ...] = (), on_eval=None):
     """Trainer logs -> history.jsonl, one object per logging step: step, epoch, loss, lr, grad_norm and
-    the `extra` log keys the kind's trainer adds, where present."""
+    the `extra` log keys the kind's trainer adds, where present; and one per evaluation while training:
+    the Trainer's eval_* figures plus what `on_eval(model)` measures (main process only)."""
     from transformers import TrainerCallback
 
     class HistoryCallback(TrainerCallback):
@@ -83,6 +118,13 @@ def history_callback(history: History, extra: tuple[str, ...] = ()):
                 history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), loss=logs["loss"],
                             lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                             **{k: logs[k] for k in extra if k in logs})
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            if not state.is_world_process_zero or not metrics or not state.global_step:
+                return
+            row = {k: v for k, v in metrics.items() if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second", "_num_tokens"))}
+            history.log(step=state.global_step, epoch=round(state.epoch or 0, 3), **row,
+                        **(on_eval(model) if on_eval is not None else {}))
 
     return HistoryCallback()
 
@@ -171,8 +213,13 @@ def train(trainer, run: RunDir, progress) -> dict:
         trainer.train(resume_from_checkpoint=run.resume)
     run.history.close()
     distributed.check_world_size(trainer.accelerator.num_processes)
-    steps, tokens, seconds = trainer.state.global_step, int(trainer.state.num_input_tokens_seen or 0), progress.seconds
-    return {
+    st = trainer.state
+    steps, tokens, seconds = st.global_step, int(st.num_input_tokens_seen or 0), progress.seconds
+    best = {}
+    if st.best_model_checkpoint:  # keep_best: the weights now in the model are that step's
+        best = {"best_step": int(Path(st.best_model_checkpoint).name.split("-")[-1]), "best_eval_loss": st.best_metric,
+                "stopped_early": bool(st.max_steps and steps < st.max_steps)}
+    return {**best,
         "train_loss": progress.total_loss() / steps if steps else None,
         "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
         "steady_tokens_per_second": (round(progress.steady_tokens / progress.steady_seconds, 1)
