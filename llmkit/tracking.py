@@ -123,7 +123,12 @@ def last_checkpoint(ckpt_dir: str | Path) -> tuple[str, int] | tuple[None, None]
     if not done:
         return None, None
     _, path = max(done)
-    return str(path), json.loads((path / "trainer_state.json").read_text())["global_step"]
+    return str(path), checkpoint_step(path)
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step an HF Trainer checkpoint directory was saved at."""
+    return json.loads((Path(path) / "trainer_state.json").read_text())["global_step"]
 
 
 def write_json(path: str | Path, obj) -> None:

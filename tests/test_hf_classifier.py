@@ -100,15 +100,19 @@ def test_pooler_needs_an_encoder_with_one(run_cli, tmp_path):
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
 
 
+def train_classifier(run_cli, out, recipe, *overrides) -> dict:
+    """`llmkit train recipes/classify/<recipe>.yaml` on a few rows -> the run's classifier.json."""
+    res = run_cli("train", f"recipes/classify/{recipe}.yaml", "data.max_train_samples=32", "data.max_test_samples=8",
+                  "train.batch_size=16", *overrides, f"output_dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads((out / "model" / "classifier.json").read_text())
+
+
 def test_cli_lora_run_is_a_peft_model_and_merges_into_a_pipeline(run_cli, tmp_path):
     """The README's path: train with pooling=pooler, load the adapter with PEFT, merge, then
     pipeline("text-classification") on the merged directory gives llmkit's predictions by label name."""
     out = tmp_path / "run"
-    res = run_cli("train", "recipes/classify/lora.yaml", "model=tiny-bert", "model.pooling=pooler",
-                  "data.max_train_samples=64", "data.max_test_samples=16", "train.max_steps=3", "train.batch_size=16",
-                  f"output_dir={out}")
-    assert res.returncode == 0, res.stderr[-2000:]
-    meta = json.loads((out / "model" / "classifier.json").read_text())
+    meta = train_classifier(run_cli, out, "lora", "model=tiny-bert", "model.pooling=pooler", "train.max_steps=3")
     assert meta["format"] == "peft" and (out / "model" / "adapter_model.safetensors").is_file()
     res = run_cli("merge", out / "model", "--output", tmp_path / "merged")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -130,11 +134,7 @@ def test_cli_lora_run_is_a_peft_model_and_merges_into_a_pipeline(run_cli, tmp_pa
 
 def test_cli_decoder_run_is_a_transformers_model(run_cli, tmp_path):
     out = tmp_path / "run"
-    res = run_cli("train", "recipes/classify/finetune_all.yaml", "model=tiny-llama", "model.pooling=last",
-                  "data.max_train_samples=32", "data.max_test_samples=8", "train.max_steps=2", "train.batch_size=16",
-                  f"output_dir={out}")
-    assert res.returncode == 0, res.stderr[-2000:]
-    meta = json.loads((out / "model" / "classifier.json").read_text())
+    meta = train_classifier(run_cli, out, "finetune_all", "model=tiny-llama", "model.pooling=last", "train.max_steps=2")
     assert (meta["format"], meta["transformers_class"]) == ("transformers", "LlamaForSequenceClassification")
     got = pipeline("text-classification", model=str(out / "model"))(["x y z"])
     assert got[0]["label"] in meta["labels"]

@@ -15,14 +15,19 @@ trainer class below holds, so `Progress` reads its saved state itself in `on_tra
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmkit import faults
 from llmkit.trackers import open_trackers
-from llmkit.tracking import History, PeakMemory, last_checkpoint, prepare_output_dir
+from llmkit.tracking import (
+    History,
+    PeakMemory,
+    checkpoint_step,
+    last_checkpoint,
+    prepare_output_dir,
+)
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}  # llmkit's -> HF's
 
@@ -46,7 +51,7 @@ def open_run(out: Path, config: dict, train, overwrite: bool, state) -> RunDir:
     resume, step = last_checkpoint(ckpt) if train.resume else (None, None)
     named = getattr(train, "resume_from_checkpoint", None)
     if named and not _continues(resume, step, named, ckpt):
-        resume, step = named, json.loads((Path(named) / "trainer_state.json").read_text())["global_step"]
+        resume, step = named, checkpoint_step(named)
     if resume:
         state.print(f"resuming from {resume} (step {step})")
     tracked = open_trackers(train.report_to, out, config) if state.is_main_process else None
@@ -57,8 +62,7 @@ def _continues(own: str | None, own_step: int | None, named: str, ckpt: Path) ->
     """Whether this run's newest checkpoint continues a run that started from the named one: it is
     newer, and the named one lies outside this run (naming one of its own checkpoints goes back to it)."""
     inside = Path(named).resolve().is_relative_to(ckpt.resolve())
-    named_step = json.loads((Path(named) / "trainer_state.json").read_text())["global_step"]
-    return own is not None and not inside and own_step > named_step
+    return own is not None and not inside and own_step > checkpoint_step(named)
 
 
 def eval_args(t, eval_batch_size: int) -> dict:
@@ -89,21 +93,20 @@ def training_args(config_cls, t, run: RunDir, state, method_name: str, eval_batc
 
     micro, accum = t.batch_plan(state.num_processes)
     precision = distributed.mixed_precision(t.mixed_precision)
+    schedule = {"save_strategy": "steps" if t.save_steps else "epoch", "save_steps": t.save_steps or 500,
+                **(eval_args(t, eval_batch_size) if hasattr(t, "eval_steps") else {})}  # keep_best moves the saves
     return config_cls(
         output_dir=str(run.checkpoints), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
         learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
         lr_scheduler_type=SCHEDULERS[t.lr_scheduler], warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
-        **{"save_strategy": "steps" if t.save_steps else "epoch", "save_steps": t.save_steps or 500,
-           **(eval_args(t, eval_batch_size) if hasattr(t, "eval_steps") else {})},
-        save_total_limit=1,  # with keep_best the Trainer also keeps the best one
+        **schedule, save_total_limit=1,  # with keep_best the Trainer also keeps the best one
         report_to="none", activation_checkpointing=gradient_checkpointing_allowed(method_name, t.gradient_checkpointing),
         gradient_checkpointing=False,
         bf16=precision == "bf16", fp16=precision == "fp16", **distributed.trainer_args(),
         include_num_input_tokens_seen="non_padding",
         logging_nan_inf_filter=False,  # else the Trainer logs a NaN loss as the previous mean (the guard needs it)
-        dataloader_num_workers=0, disable_tqdm=not state.is_main_process,
-        **kind_args)
+        dataloader_num_workers=0, disable_tqdm=not state.is_main_process, **kind_args)
 
 
 def history_callback(history: History, extra: tuple[str, ...] = (), on_eval=None):
