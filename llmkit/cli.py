@@ -10,6 +10,7 @@
                                                  several recipes in a row (recipes/pipelines/), one report
     llmkit merge ADAPTER_DIR --output DIR        fold a LoRA adapter into a standalone model
     llmkit sample MODEL --prompts F --output O   batch generation to JSONL (base, adapter or merged)
+    llmkit chat MODEL [--system TEXT]            talk to a model in the terminal, replies streamed
     llmkit tiny ARCH DIR                         build a tiny random-init model (bert, gpt2, llama)
     llmkit estimate-memory RECIPE.yaml [options] [key=value ...]
                                                  GPU memory per strategy (DDP, ZeRO-1/2/3, offload), before launching
@@ -147,6 +148,14 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_chat(args) -> int:
+    from llmkit.chat import chat
+
+    chat(args.model, base=args.base, system=args.system, max_new_tokens=args.max_new_tokens,
+         temperature=args.temperature)
+    return 0
+
+
 def cmd_tiny(args) -> int:
     from llmkit.models.tiny import ARCHS, build_tiny
 
@@ -259,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never the prompts file)")
     p.add_argument("--raw", action="store_true", help="text prompts as they are, without the model's chat template")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("chat", help="talk to a base, adapter or merged model in the terminal (replies streamed)",
+                       description="llmkit chat MODEL: each line you type is a user turn; the reply streams as it is "
+                                   "generated, and the whole conversation goes through the chat template each turn. "
+                                   "Commands: /reset, /system TEXT, /exit (or Ctrl-D). With piped input it answers "
+                                   "one line after another.")
+    p.add_argument("model", help="model directory (full, merged or adapter), short name or hub id")
+    p.add_argument("--system", default=None, help="system prompt for the conversation")
+    p.add_argument("--base", default=None, help="base model for an adapter directory (default: the one it names)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest reply, in tokens (default 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("tiny", help="build a tiny random-init model with its tokenizer (for smoke runs)")
     p.add_argument("arch", help="bert, gpt2 or llama")
