@@ -8,12 +8,12 @@ import sys
 
 import pytest
 import torch
+from test_merge_sample import trained_adapter
 
 from llmkit.chat import Conversation, chat, prompt_for
 from llmkit.errors import ConfigError
 from llmkit.models.loading import set_chat_template
 from llmkit.models.trained import load_causal
-from test_merge_sample import trained_adapter
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
