@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_libraries()
+    import shlex
+
+    # what every report quotes as the command that made it (llmkit.report.provenance)
+    os.environ["LLMKIT_COMMAND"] = shlex.join(["llmkit", *(sys.argv[1:] if argv is None else map(str, argv))])
     try:
         return args.func(args)
     except LlmkitError as e:
@@ -316,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llmkit: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        os.environ.pop("LLMKIT_COMMAND", None)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class TrainConfig:
     lr_scheduler: Literal["linear", "cosine", "constant"] = opt("linear", "Learning-rate schedule after warm-up.")
     max_grad_norm: float = opt(1.0, "Clip gradients to this global norm (0 disables).")
     seed: int = opt(42, "Random seed for initialisation, shuffling and dropout.")
-    logging_steps: int = opt(10, "Write a history.jsonl line every N optimizer steps.")
+    logging_steps: int | None = opt(None, "Write a history.jsonl line every N optimizer steps. Default: about 100 lines per run (every step in a run of up to 100 steps), so a short run's curves have points.")
     save_steps: int = opt(0, "Checkpoint every N optimizer steps for resuming (0: at each epoch end).")
     resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt("auto", "Autocast precision. auto: the launcher's (an accelerate profile's `mixed_precision`) on a GPU, no on CPU; no, bf16 or fp16 win over the launcher.")
@@ -93,7 +93,7 @@ class TrainConfig:
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
             ("max_grad_norm", self.max_grad_norm >= 0, "must be >= 0"),
-            ("logging_steps", self.logging_steps >= 1, "must be >= 1"),
+            ("logging_steps", self.logging_steps is None or self.logging_steps >= 1, "must be >= 1 (or null: about 100 lines per run)"),
             ("save_steps", self.save_steps >= 0, "must be >= 0"),
         ]
         for key, ok, why in checks:
@@ -102,6 +102,10 @@ class TrainConfig:
         from llmkit import trackers
 
         trackers.check(self.report_to)
+
+    def log_every(self, total_steps: int) -> int:
+        """Optimizer steps between history lines: logging_steps, or about 100 lines over `total_steps`."""
+        return self.logging_steps or max(1, -(-total_steps // 100))
 
     def batch_plan(self, world_size: int) -> tuple[int, int]:
         """(per-process micro batch, accumulation steps) with micro * accum * world == batch_size:

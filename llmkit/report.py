@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -138,13 +139,29 @@ def plot_histograms(series: dict[str, list[float]], path: str | Path, title: str
     return _save(fig, path, title)
 
 
+def provenance(out: Path) -> list[str]:
+    """The last section of every report: the command that wrote it (the CLI records it in LLMKIT_COMMAND)
+    and the run's resolved settings from its config.yaml, so a reader can make the run again."""
+    lines = []
+    if command := os.environ.get("LLMKIT_COMMAND"):
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        launch = f" (under `accelerate launch`, {world} processes)" if world > 1 else ""
+        lines += [f"Command{launch}:", "", "```bash", command, "```", ""]
+    config = Path(out) / "config.yaml"
+    if config.is_file():
+        lines += ["Resolved config (`config.yaml`: defaults < recipe < overrides):", "", "```yaml",
+                  config.read_text().rstrip(), "```", ""]
+    return ["## How this run was made", "", *lines] if lines else []
+
+
 def save_report(out: Path, lines: list[str]) -> Path:
-    """Write out/report.md and its one-file HTML twin out/report.html (plots embedded)."""
+    """Write out/report.md and its one-file HTML twin out/report.html (plots embedded); the report ends
+    with how the run was made."""
     from llmkit import faults
     from llmkit.html_report import write_html
 
     path = Path(out) / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join([*lines, *provenance(out)]))
     faults.point("report")
     write_html(path)
     return path

@@ -82,8 +82,8 @@ def test_extra_train_files_join_the_training_rows_only(write_jsonl):
     assert both.train == base.train + [{"messages": e["messages"]} for e in extra] and both.test == base.test
     assert "gen.jsonl (3 rows)" in both.train_source
     pc = [{"prompt": "q", "completion": "a"}]
-    with pytest.raises(DataError, match=r"pc.jsonl \(data.extra_train\): rows are in prompt_completion format but data.path's are messages"):
-        prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), extra_train=[str(write_jsonl("pc.jsonl", pc))]))
+    mixed = prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), extra_train=[str(write_jsonl("pc.jsonl", pc))]))
+    assert mixed.train[-1] == pc[0] and mixed.format == "messages+prompt_completion"  # each file in its own format
     bad = extra[:1] + [{"messages": [{"role": "user", "content": "no answer"}]}]
     with pytest.raises(DataError, match=r"bad.jsonl: row 2: no assistant message"):
         prepare(SFTDataConfig(path=str(write_jsonl("m.jsonl", msgs)), extra_train=[str(write_jsonl("bad.jsonl", bad))]))

@@ -15,10 +15,11 @@ tokens, so the before/after losses measure exactly what training optimises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from llmkit.config import opt
+from llmkit.data import mixing
 from llmkit.data.loading import SourceConfig, open_sources, split_and_cap
 from llmkit.errors import DataError
 
@@ -34,7 +35,7 @@ DEFAULT_CHAT_TEMPLATE = (
 
 @dataclass
 class SFTDataConfig(SourceConfig):
-    path: str = opt("instructions", "Training data: bundled name (instructions), JSONL/CSV/Parquet file, saved dataset dir or hub id.")
+    path: str | list[str | dict[str, Any]] = opt("instructions", "Training data: bundled name (instructions), JSONL/CSV/Parquet file, saved dataset dir or hub id; or a list of them to mix, each a path or {path, split, samples | weight} (llmkit/data/mixing.py).")
     test_size: float = opt(0.1, "Fraction held out when there is no test split.")
     format: Literal["auto", "messages", "prompt_completion", "text"] = opt("auto", "Record format; auto detects it from the columns.")
     messages_column: str = opt("messages", "Column with the conversation (messages format).")
@@ -42,7 +43,11 @@ class SFTDataConfig(SourceConfig):
     completion_column: str = opt("completion", "Completion column (prompt_completion format).")
     text_column: str = opt("text", "Text column (text format).")
     extra_train: list[str] = opt(factory=list, help="More training files appended to `path`'s training rows after "
-                                 "max_train_samples (e.g. a Self-Instruct finetune.jsonl); each in the same format as `path`.")
+                                 "max_train_samples (e.g. a Self-Instruct finetune.jsonl); each in any SFT format.")
+
+    def validate(self) -> None:
+        super().validate()
+        mixing.parse(self.path)
 
 
 @dataclass
@@ -52,6 +57,7 @@ class SFTData:
     format: str
     train_source: str
     test_source: str
+    mix: list[dict] = field(default_factory=list)  # per source of a list data.path (metrics.json data_mix)
 
 
 def detect_format(columns: list[str], cfg: SFTDataConfig, source: str) -> str:
@@ -108,19 +114,45 @@ def normalise(row: dict, fmt: str, cfg: SFTDataConfig, where: str) -> dict:
 
 
 def prepare(cfg: SFTDataConfig, seed: int = 42) -> SFTData:
-    train_ds, train_source, test_ds, test_source = open_sources(cfg)
-    fmt = detect_format(train_ds.column_names, cfg, train_source)
-    train = [normalise(r, fmt, cfg, f"{train_source}: row {i + 1}") for i, r in enumerate(train_ds)]
-    test = None if test_ds is None else [normalise(r, fmt, cfg, f"{test_source}: row {i + 1}") for i, r in enumerate(test_ds)]
-    train, test, held_out = split_and_cap(cfg, train, test, train_source, seed)
+    if entries := mixing.parse(cfg.path):
+        data = _mixture(cfg, entries, seed)
+    else:
+        train_ds, train_source, test_ds, test_source = open_sources(cfg)
+        fmt = detect_format(train_ds.column_names, cfg, train_source)
+        train = _rows(train_ds, fmt, cfg, train_source)
+        test = None if test_ds is None else _rows(test_ds, fmt, cfg, test_source)
+        train, test, held_out = split_and_cap(cfg, train, test, train_source, seed)
+        data = SFTData(train=train, test=test, format=fmt, train_source=train_source, test_source=held_out or test_source)
     for extra in cfg.extra_train:
-        rows, source = _extra_rows(extra, fmt, cfg)
-        train += rows
-        train_source += f" + {source} ({len(rows):,} rows)"
-    return SFTData(train=train, test=test, format=fmt, train_source=train_source, test_source=held_out or test_source)
+        rows, source, fmt = _extra_rows(extra, cfg)
+        data.train += rows
+        data.train_source += f" + {source} ({len(rows):,} rows)"
+        data.format = _formats([data.format, fmt])
+    return data
 
 
-def _extra_rows(path: str, fmt: str, cfg: SFTDataConfig) -> tuple[list[dict], str]:
+def _rows(ds, fmt: str, cfg: SFTDataConfig, source: str) -> list[dict]:
+    return [normalise(r, fmt, cfg, f"{source}: row {i + 1}") for i, r in enumerate(ds)]
+
+
+def _formats(names: list[str]) -> str:
+    """"messages", or "messages+text" for a mixture of formats."""
+    return "+".join(dict.fromkeys(f for name in names for f in name.split("+")))
+
+
+def _mixture(cfg: SFTDataConfig, entries: list, seed: int) -> SFTData:
+    formats = []
+
+    def read(ds, source):  # each source in its own format
+        formats.append(detect_format(ds.column_names, cfg, source))
+        return _rows(ds, formats[-1], cfg, source)
+
+    m = mixing.mix(cfg, entries, read, seed)
+    return SFTData(train=m.train, test=m.test, format=_formats(formats), train_source=m.train_source,
+                   test_source=m.test_source, mix=m.parts)
+
+
+def _extra_rows(path: str, cfg: SFTDataConfig) -> tuple[list[dict], str, str]:
     from llmkit.data.loading import load_splits
 
     splits = load_splits(path)
@@ -129,10 +161,8 @@ def _extra_rows(path: str, fmt: str, cfg: SFTDataConfig) -> tuple[list[dict], st
     source = f"{path} [{key}]" if len(splits) > 1 else path
     if len(ds) == 0:
         raise DataError(f"{source} (data.extra_train): no rows")
-    if (extra_fmt := detect_format(ds.column_names, replace(cfg, format="auto"), source)) != fmt:
-        raise DataError(f"{source} (data.extra_train): rows are in {extra_fmt} format but data.path's are {fmt}; "
-                        "convert one of them so every training row has the same shape")
-    return [normalise(r, fmt, cfg, f"{source}: row {i + 1}") for i, r in enumerate(ds)], source
+    fmt = detect_format(ds.column_names, replace(cfg, format="auto"), source)
+    return _rows(ds, fmt, cfg, source), source, fmt
 
 
 # ----------------------------------------------------------------------------- tokenisation
@@ -198,6 +228,16 @@ def prompt_text(prompt) -> str:
     if isinstance(prompt, list):
         return next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
     return prompt or ""
+
+
+def shown_prompt(record: dict) -> str:
+    """The prompt of a generation sample as a reader wants it in a report: the user's words, without the
+    chat template's tokens (the last user turn of a conversation)."""
+    messages = _as_messages(record)
+    if messages is not None:
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return prompt_text(messages[:last])
+    return prompt_text(record.get("prompt"))
 
 
 def generation_prompt(record: dict, tokenizer) -> tuple[list[int], str] | None:

@@ -10,7 +10,7 @@ from llmkit.tracking import read_history
 
 def write_report(out: Path, cfg, metrics: dict, data, confusion: list[list[int]]) -> Path:
     history = read_history(out / "history.jsonl")
-    curve = plot_curves(history, ["loss", "lr"], out / "loss.png", title=f"{cfg.method.name}: training loss and learning rate")
+    curve = plot_curves(history, ["loss", "lr", "grad_norm"], out / "loss.png", title=f"{cfg.method.name}: training curves")
     plot_confusion(confusion, data.labels, out / "confusion.png")
     share = 100 * metrics["trainable_params"] / metrics["total_params"]
     lines = [

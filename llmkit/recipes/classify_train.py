@@ -95,7 +95,7 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
             opt_.zero_grad()
             step += 1
             running.append(loss.item())
-            if step % t.logging_steps == 0 or step == total:
+            if step % t.log_every(total) == 0 or step == total:
                 history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=float(np.mean(running)), lr=sched.get_last_lr()[0])
                 running = []
             if step >= total:
@@ -146,6 +146,7 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
         ckpt.save(step, total, before + time.perf_counter() - start, running)
 
     bar = tqdm(total=total, initial=step, desc="train", disable=not accelerator.is_main_process)
+    grad_norm = {}  # the last step's norm, when clipping computes one
     model.train()
     while step < total:
         epoch = step // steps_per_epoch
@@ -160,8 +161,9 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
                     check_finite(step + 1, t.learning_rate, loss=loss)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
-                    norm = accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)  # before clipping
                     check_finite(step + 1, t.learning_rate, gradient_norm=norm)
+                    grad_norm = {"grad_norm": float(norm)}
                 optimizer.step()
                 optimizer.zero_grad()
             running.append(loss.detach().float())
@@ -170,12 +172,13 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
             scheduler.step()
             step += 1
             bar.update(1)
-            if step % t.logging_steps == 0 or step == total:
+            if step % t.log_every(total) == 0 or step == total:
                 mean_loss = accelerator.gather(torch.stack(running).mean()[None]).mean().item()
                 running = []
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if accelerator.is_main_process:
-                    history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=mean_loss, lr=scheduler.get_last_lr()[0])
+                    history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=mean_loss, lr=scheduler.get_last_lr()[0],
+                                **grad_norm)
             if t.save_steps and step % t.save_steps == 0 and step < total:
                 save_checkpoint()
             if step >= total:

@@ -32,6 +32,7 @@ from llmkit.data.sft import (
     SFTDataConfig,
     generation_prompt,
     prepare,
+    shown_prompt,
     tokenize,
 )
 from llmkit.divergence import guard_callback
@@ -191,8 +192,8 @@ def run(cfg: SFTConfig, out: Path) -> dict:
     run_dir = trainer_glue.open_run(out, to_dict(cfg), cfg.train, cfg.output.overwrite, state)
     train_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.train]
     test_tok = [tokenize(r, tokenizer, cfg.model.max_length, cfg.train.loss_on) for r in data.test]
-    gen = [g for g in (generation_prompt(r, tokenizer) for r in data.test[:cfg.eval.num_generate]) if g is not None]
-    prompts, refs = [p for p, _ in gen], [r for _, r in gen]
+    gen = [(r, g) for r in data.test[:cfg.eval.num_generate] if (g := generation_prompt(r, tokenizer)) is not None]
+    prompts, refs, shown = [g[0] for _, g in gen], [g[1] for _, g in gen], [shown_prompt(r) for r, _ in gen]
 
     before, before_preds = (measure(model, tokenizer, test_tok, prompts, refs, cfg, "base generate")
                             if cfg.eval.before and state.is_main_process else ({}, []))
@@ -226,6 +227,7 @@ def run(cfg: SFTConfig, out: Path) -> dict:
             "trainable_params": trainable, "total_params": total,
             **{k: v for k, v in counters.items() if k != "train_loss"},
             "num_train": len(train_tok), "num_test": len(test_tok), "format": data.format,
+            "train_source": data.train_source, "test_source": data.test_source, **({"data_mix": data.mix} if data.mix else {}),
             "method": cfg.method.name, "model": cfg.model.name, **pad,
             **distributed.describe(trainer.accelerator.num_processes),
         }
@@ -233,8 +235,8 @@ def run(cfg: SFTConfig, out: Path) -> dict:
             save_trained(cfg.method.name, model, out / "model", base_model=cfg.model.name)
             tokenizer.save_pretrained(out / "model")
             faults.point("model")
-        samples = [{"prompt": tokenizer.decode(p), "reference": r, "base": b, "finetuned": a}
-                   for p, r, b, a in zip(prompts, refs, before_preds or [None] * len(refs), after_preds)]
+        samples = [{"prompt": p, "reference": r, "base": b, "finetuned": a}
+                   for p, r, b, a in zip(shown, refs, before_preds or [None] * len(refs), after_preds)]
         with open(out / "generations.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in samples)
         sft_report.write_report(out, cfg, metrics, samples[:8])

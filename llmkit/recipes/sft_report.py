@@ -19,6 +19,7 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
     lines = [
         f"# sft: {cfg.method.name} on {cfg.model.name}", "",
         f"{metrics['num_train']:,} training examples ({metrics['format']}), {metrics['num_test']:,} held out.", "",
+        *_sources(metrics),
         md_table(["", "base model", "after finetuning"], rows), "",
         md_table(["figure", "value"], [
             ["trainable parameters", f"{metrics['trainable_params']:,} ({share:.3f}% of {metrics['total_params']:,})"],
@@ -40,6 +41,17 @@ def write_report(out: Path, cfg, metrics: dict, samples: list[dict]) -> Path:
                   md_table(["prompt", "reference", "base", "finetuned"],
                            [[cell(s["prompt"]), cell(s["reference"]), cell(s["base"]), cell(s["finetuned"])] for s in samples]), ""]
     return save_report(out, lines)
+
+
+def _sources(m: dict) -> list[str]:
+    """Where the rows came from; for a mixture (a list data.path), a table of what each source gave."""
+    if m.get("data_mix"):
+        return [md_table(["source", "split", "training rows", "trained on", "held out (tested)"],
+                         [[f"`{p['path']}`", p["split"], p["rows"], p["train_rows"], p["test_rows"]]
+                          for p in m["data_mix"]]), ""]
+    if m.get("train_source"):
+        return [f"Training rows: `{m['train_source']}`; held out: `{m['test_source']}`.", ""]
+    return []
 
 
 # ----------------------------------------------------------------------------- in a pipeline's report

@@ -99,7 +99,8 @@ def training_args(config_cls, t, run: RunDir, state, method_name: str, eval_batc
         output_dir=str(run.checkpoints), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
         learning_rate=t.learning_rate, num_train_epochs=t.epochs, max_steps=t.max_steps,
         lr_scheduler_type=SCHEDULERS[t.lr_scheduler], warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps,
+        max_grad_norm=t.max_grad_norm or 1e9, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps or 0.01,  # below 1 the Trainer takes a share of the run's steps: ~100 lines
         **schedule, save_total_limit=1,  # with keep_best the Trainer also keeps the best one
         report_to="none", activation_checkpointing=gradient_checkpointing_allowed(method_name, t.gradient_checkpointing),
         gradient_checkpointing=False,
