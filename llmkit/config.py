@@ -120,14 +120,13 @@ class TrainConfig:
 
 
 @dataclass
-class TrainerLoopConfig(TrainConfig):
-    """The train section of the kinds that run on the HF Trainer (sft, reward): evaluation while
-    training, early stopping, keeping the best checkpoint, and a named checkpoint to resume from."""
+class EvalLoopConfig(TrainConfig):
+    """The train section of the kinds that evaluate while training (classify, sft, reward): held-out
+    figures every eval_steps, early stopping and keeping the best weights."""
 
     eval_steps: int = opt(0, "Evaluate on the held-out split every N optimizer steps (0: only after training). Each evaluation is a history.jsonl row and a point of the report's held-out curve.")
     early_stopping_patience: int = opt(0, "Stop after N evaluations in a row without a lower held-out loss (0: off; needs eval_steps). Implies keep_best.")
     keep_best: bool = opt(False, "At the end, go back to the weights of the evaluation with the lowest held-out loss and save those (needs eval_steps).")
-    resume_from_checkpoint: str | None = opt(None, "A checkpoint directory to continue from (e.g. runs/x/checkpoints/checkpoint-40, from this run or another), instead of the newest one.")
 
     def validate(self) -> None:
         super().validate()
@@ -137,6 +136,20 @@ class TrainerLoopConfig(TrainConfig):
         if (self.keep_best or self.early_stopping_patience) and not self.eval_steps:
             which = "early_stopping_patience" if self.early_stopping_patience else "keep_best"
             raise ConfigError(f"train.{which} needs train.eval_steps > 0: the best step is chosen among evaluations")
+
+    def best_kept(self) -> bool:
+        return self.keep_best or self.early_stopping_patience > 0
+
+
+@dataclass
+class TrainerLoopConfig(EvalLoopConfig):
+    """The train section of the kinds that run on the HF Trainer (sft, reward): evaluation while
+    training, and a named checkpoint to resume from."""
+
+    resume_from_checkpoint: str | None = opt(None, "A checkpoint directory to continue from (e.g. runs/x/checkpoints/checkpoint-40, from this run or another), instead of the newest one.")
+
+    def validate(self) -> None:
+        super().validate()
         if self.best_kept() and self.save_steps % self.eval_steps:
             raise ConfigError(f"train.save_steps={self.save_steps} must be a multiple of train.eval_steps="
                               f"{self.eval_steps} (or 0: a checkpoint at every evaluation), so the best step has one")
@@ -144,9 +157,6 @@ class TrainerLoopConfig(TrainConfig):
         if ckpt is not None and not (Path(ckpt) / "trainer_state.json").is_file():
             why = "does not exist" if not Path(ckpt).exists() else "holds no trainer_state.json (not a complete checkpoint)"
             raise ConfigError(f"train.resume_from_checkpoint: {ckpt} {why}")
-
-    def best_kept(self) -> bool:
-        return self.keep_best or self.early_stopping_patience > 0
 
 
 @dataclass

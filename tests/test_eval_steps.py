@@ -1,5 +1,5 @@
-"""Evaluation while training (train.eval_steps), early stopping, keep-best and a named checkpoint to
-resume from, for the kinds on the HF Trainer (sft, reward)."""
+"""Evaluation while training (train.eval_steps), early stopping and keep-best for sft, reward and classify,
+and a named checkpoint to resume from for the kinds on the HF Trainer (sft, reward)."""
 
 import json
 import os
@@ -94,3 +94,45 @@ def test_bad_evaluation_settings_stop_before_work(overrides, needle, run_cli, tm
     res = run_cli(*SFT, *[o.format(tmp=tmp_path) for o in overrides], f"output_dir={tmp_path / 'run'}")
     assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and not (tmp_path / "run").exists()
+
+
+CLASSIFY = ["train", ROOT / "recipes/classify/lora.yaml", "model=tiny-bert", "data.max_train_samples=64",
+            "data.max_test_samples=32", "train.max_steps=40", "train.batch_size=8", "train.learning_rate=0.05",
+            "train.eval_steps=2", "train.logging_steps=1"]
+
+
+@pytest.mark.parametrize("recipe", ["lora", "finetune_last_layers"])  # the backbone loop and the head-only loop
+def test_classify_stops_early_and_keeps_the_best_weights(recipe, run_cli, tmp_path):
+    import torch
+
+    from llmkit.data.classification import ClassifyDataConfig, prepare
+    from llmkit.models.classifier import Collator, load_classifier
+
+    out = tmp_path / "run"
+    args = [str(a).replace("lora.yaml", f"{recipe}.yaml") for a in CLASSIFY]
+    if recipe == "finetune_last_layers":
+        args.append("method.trainable_layers=0")
+    res = run_cli(*args, "train.early_stopping_patience=2", f"output_dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    evals = [r for r in lines(out / "history.jsonl") if "eval_loss" in r]
+    assert [r["step"] for r in evals] == list(range(2, m["optimizer_steps"] + 1, 2)) and "eval_accuracy" in evals[0]
+    best = min(evals, key=lambda r: r["eval_loss"])
+    assert m["stopped_early"] is True and m["best_step"] == best["step"]
+    assert m["optimizer_steps"] == best["step"] + 2 * 2 < 40  # patience 2 x eval_steps 2
+    # the saved model is the best step's: its loss on the test rows is that evaluation's
+    model, tok, _ = load_classifier(out / "model")
+    data = prepare(ClassifyDataConfig(max_train_samples=64, max_test_samples=32))
+    batch = Collator(tok, 128)(list(zip(data.test_texts, data.test_labels)))
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]).item()
+    assert loss == pytest.approx(best["eval_loss"], rel=1e-4) and loss < evals[-1]["eval_loss"]
+    assert m["accuracy"] == pytest.approx(best["eval_accuracy"])
+    assert "weights kept (train.keep_best)" in (out / "report.md").read_text()
+
+
+def test_classify_refuses_evaluation_between_steps_of_a_closed_form_fit(run_cli, tmp_path):
+    res = run_cli("train", ROOT / "recipes/classify/feature_based.yaml", "model=tiny-bert", "train.eval_steps=2",
+                  f"output_dir={tmp_path / 'run'}")
+    assert res.returncode == 2 and "fits its head in closed form" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

@@ -26,7 +26,7 @@ BUNDLED = ROOT / "llmkit" / "data" / "bundled"
 KINDS = {
     "classify": (["train", ROOT / "recipes/classify/finetune_all.yaml", "model=tiny-bert", "data.max_train_samples=48",
                   "data.max_test_samples=16", "train.batch_size=8", "train.epochs=2", "train.save_steps=3",
-                  "train.logging_steps=2"],
+                  "train.logging_steps=2", "train.eval_steps=3", "train.keep_best=true"],
                  ("start", "checkpoint@2", "train", "model", "report")),
     "sft": (["train", ROOT / "recipes/sft/lora.yaml", "model=tiny-llama", "method.dropout=0", "data.max_train_samples=48",
              "data.max_test_samples=8", "train.batch_size=8", "train.epochs=2", "train.save_steps=3",

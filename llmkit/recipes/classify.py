@@ -18,10 +18,10 @@ from typing import Literal
 
 from llmkit.config import (
     EvalConfig,
+    EvalLoopConfig,
     MethodConfig,
     ModelConfig,
     OutputConfig,
-    TrainConfig,
     opt,
 )
 from llmkit.data.classification import ClassifyDataConfig
@@ -49,7 +49,7 @@ class ClassifyConfig:
     model: ClassifyModelConfig = opt(factory=ClassifyModelConfig)
     data: ClassifyDataConfig = opt(factory=ClassifyDataConfig)
     method: MethodConfig = opt(factory=MethodConfig)
-    train: TrainConfig = opt(factory=TrainConfig)
+    train: EvalLoopConfig = opt(factory=EvalLoopConfig)
     eval: EvalConfig = opt(factory=EvalConfig)
     output: OutputConfig = opt(factory=OutputConfig)
 

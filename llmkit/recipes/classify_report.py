@@ -10,7 +10,7 @@ from llmkit.tracking import read_history
 
 def write_report(out: Path, cfg, metrics: dict, data, confusion: list[list[int]]) -> Path:
     history = read_history(out / "history.jsonl")
-    curve = plot_curves(history, ["loss", "lr", "grad_norm"], out / "loss.png", title=f"{cfg.method.name}: training curves")
+    curve = plot_curves(history, [("loss", "eval_loss"), "eval_accuracy", "lr", "grad_norm"], out / "loss.png", title=f"{cfg.method.name}: training curves")
     plot_confusion(confusion, data.labels, out / "confusion.png")
     share = 100 * metrics["trainable_params"] / metrics["total_params"]
     lines = [
@@ -26,11 +26,15 @@ def write_report(out: Path, cfg, metrics: dict, data, confusion: list[list[int]]
             ["training time (s)", metrics["train_seconds"]],
             [f"peak memory (MB, {metrics['peak_memory_kind']})", metrics["peak_memory_mb"]],
             ["optimizer steps", metrics["optimizer_steps"]],
+            *([["weights kept (train.keep_best)", f"step {metrics['best_step']}, held-out loss "
+                f"{num(metrics['best_eval_loss'])}{', stopped early' if metrics.get('stopped_early') else ''}"]]
+              if "best_step" in metrics else []),
         ]),
         "",
     ]
     if curve:
-        lines += ["## Training loss", "", "![training loss](loss.png)", ""]
+        lines += ["## Training curves", "", "Loss (and held-out loss and accuracy at each `train.eval_steps` evaluation), "
+                  "learning rate and gradient norm per optimizer step.", "", "![training curves](loss.png)", ""]
     lines += ["## Confusion matrix (rows: true, columns: predicted)", "",
               md_table(["true \\ predicted"] + data.labels, [[lab] + row for lab, row in zip(data.labels, confusion)]),
               "", "![confusion matrix](confusion.png)", ""]

@@ -62,9 +62,10 @@ def cached_embeddings(model, tokenizer, texts, cfg: ClassifyConfig, model_path: 
 # ----------------------------------------------------------------------------- training
 
 
-def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, ytr: list[int], history: History) -> int:
-    """Frozen backbone: fit the linear head on cached embeddings; -> optimizer steps taken (0 for a
-    closed-form solver such as the feature-based method's logistic regression)."""
+def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, ytr: list[int], history: History,
+                         xte: np.ndarray, yte: list[int]) -> tuple[int, dict]:
+    """Frozen backbone: fit the linear head on cached embeddings; -> (optimizer steps taken: 0 for a
+    closed-form solver such as the feature-based method's logistic regression; train.eval_steps figures)."""
     num_labels = model.head.out_features
     if method.fit_head is not None:
         w, b = method.fit_head(xtr, np.asarray(ytr), num_labels, cfg.method, cfg.train.seed)
@@ -74,7 +75,7 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
         logits = torch.from_numpy(xtr) @ model.head.weight.T + model.head.bias
         loss = F.cross_entropy(logits, torch.tensor(ytr)).item()
         history.log(step=1, epoch=1.0, loss=loss, train_accuracy=float((logits.argmax(-1).numpy() == np.asarray(ytr)).mean()))
-        return 0
+        return 0, {}
     # Gradient descent on the head alone (finetune I with no blocks): same loop shape, tiny inputs.
     t = cfg.train
     g = torch.Generator().manual_seed(t.seed)
@@ -83,6 +84,13 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
     total = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
     opt_ = torch.optim.AdamW(model.head.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     sched = make_scheduler(opt_, t, total)
+    x_test, y_test = torch.from_numpy(xte), torch.tensor(yte)
+
+    def evaluate():
+        with torch.no_grad():
+            return held_out(model.head(x_test), y_test)  # no dropout: the head sees the features as at test time
+
+    watch = EvalWatch(t, evaluate, model)
     model.train()
     step, running = 0, []
     while step < total:
@@ -98,9 +106,65 @@ def fit_head_on_features(model, method, cfg: ClassifyConfig, xtr: np.ndarray, yt
             if step % t.log_every(total) == 0 or step == total:
                 history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=float(np.mean(running)), lr=sched.get_last_lr()[0])
                 running = []
+            if watch.due(step, total) and watch(step, round(step / steps_per_epoch, 3), history):
+                total = step  # early stopping
             if step >= total:
                 break
-    return step
+    watch.restore()
+    return step, watch.metrics()
+
+
+class EvalWatch:
+    """train.eval_steps for the classification loops: the held-out loss and accuracy every eval_steps
+    optimizer steps (a history row each), early stopping after `early_stopping_patience` evaluations
+    without a lower loss, and with keep_best a copy of the trainable weights at the best one, put back
+    at the end. Its state travels in the loop's checkpoint, so a resumed run stops and keeps alike."""
+
+    def __init__(self, t, evaluate, model):
+        self.t, self.evaluate, self.model = t, evaluate, model
+        self.best_loss, self.best_step, self.bad, self.stopped, self.best = math.inf, None, 0, False, None
+
+    def due(self, step: int, total: int) -> bool:
+        return bool(self.t.eval_steps) and (step % self.t.eval_steps == 0 or step == total)
+
+    def __call__(self, step: int, epoch: float, history: History, log: bool = True) -> bool:
+        """Evaluate at `step`; -> whether training should stop here."""
+        row = self.evaluate()
+        if log:
+            history.log(step=step, epoch=epoch, **row)
+        if row["eval_loss"] < self.best_loss:
+            self.best_loss, self.best_step, self.bad = row["eval_loss"], step, 0
+            if self.t.best_kept():
+                self.best = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        else:
+            self.bad += 1
+        self.stopped = bool(self.t.early_stopping_patience) and self.bad >= self.t.early_stopping_patience
+        return self.stopped
+
+    def restore(self) -> None:
+        if self.best is not None:
+            with torch.no_grad():
+                for n, p in self.model.named_parameters():
+                    if n in self.best:
+                        p.copy_(self.best[n])
+
+    def metrics(self) -> dict:
+        if not self.t.best_kept() or self.best_step is None:  # as the Trainer kinds: figures of the weights kept
+            return {}
+        return {"best_step": self.best_step, "best_eval_loss": self.best_loss, "stopped_early": self.stopped}
+
+    def state(self) -> dict:
+        return {"best_loss": self.best_loss, "best_step": self.best_step, "bad": self.bad}
+
+    def load_state(self, state: dict, best: dict | None) -> None:
+        self.best_loss, self.best_step, self.bad = state["best_loss"], state["best_step"], state["bad"]
+        self.best = best
+
+
+def held_out(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Held-out loss and accuracy from (N, C) logits."""
+    return {"eval_loss": F.cross_entropy(logits, labels).item(),
+            "eval_accuracy": (logits.argmax(-1) == labels).float().mean().item()}
 
 
 def make_scheduler(optimizer, t: TrainConfig, total_steps: int):
@@ -120,10 +184,25 @@ def param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def test_logits(model, tokenizer, data: ClassifyData, cfg: ClassifyConfig) -> dict:
+    """Held-out loss and accuracy of `model` (unwrapped) on the test rows, in eval mode (no dropout, so
+    the random stream is untouched and a resumed run evaluates alike); back in train mode after."""
+    model.eval()
+    collate, bs = Collator(tokenizer, cfg.model.max_length), cfg.eval.batch_size
+    dev = next(model.parameters()).device
+    logits = []
+    with torch.no_grad():
+        for i in range(0, len(data.test_texts), bs):
+            b = collate(list(zip(data.test_texts[i:i + bs], data.test_labels[i:i + bs])))
+            logits.append(model(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float())  # (B, C)
+    model.train()
+    return held_out(torch.cat(logits), torch.tensor(data.test_labels, device=dev))
+
+
 def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyConfig, out: Path,
-               history: History) -> tuple[int, float]:
+               history: History) -> tuple[int, float, dict]:
     """Minibatch AdamW over the trainable parameters -> (optimizer steps, training seconds over every
-    session of the run: a resumed run adds its checkpoint's seconds to its own)."""
+    session of the run: a resumed run adds its checkpoint's seconds to its own, train.eval_steps figures)."""
     t = cfg.train
     micro, accum = t.batch_plan(accelerator.num_processes)
     accelerator.gradient_accumulation_steps = accum
@@ -138,7 +217,9 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
     scheduler = make_scheduler(optimizer, t, total)  # stepped by hand once per optimizer step
     accelerator.register_for_checkpointing(scheduler)
 
-    ckpt = LoopCheckpoint(out / "checkpoint", accelerator)
+    unwrapped = accelerator.unwrap_model(model)
+    watch = EvalWatch(t, lambda: test_logits(unwrapped, tokenizer, data, cfg), unwrapped)
+    ckpt = LoopCheckpoint(out / "checkpoint", accelerator, watch)
     step, before, running = ckpt.load(total) if t.resume else (0, 0.0, [])
     start = time.perf_counter()
 
@@ -179,6 +260,8 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
                 if accelerator.is_main_process:
                     history.log(step=step, epoch=round(step / steps_per_epoch, 3), loss=mean_loss, lr=scheduler.get_last_lr()[0],
                                 **grad_norm)
+            if watch.due(step, total) and watch(step, round(step / steps_per_epoch, 3), history, accelerator.is_main_process):
+                total = step  # early stopping: no more steps, no checkpoint to keep
             if t.save_steps and step % t.save_steps == 0 and step < total:
                 save_checkpoint()
             if step >= total:
@@ -186,7 +269,8 @@ def train_loop(accelerator, model, tokenizer, data: ClassifyData, cfg: ClassifyC
         if not t.save_steps and step < total:
             save_checkpoint()
     bar.close()
-    return step, before + time.perf_counter() - start
+    watch.restore()
+    return step, before + time.perf_counter() - start, watch.metrics()
 
 
 class LoopCheckpoint:
@@ -194,8 +278,8 @@ class LoopCheckpoint:
     step, the training seconds so far, and each process's losses not yet logged (the resumed run logs
     the same mean). Written beside the old one and renamed over it: a kill leaves one whole checkpoint."""
 
-    def __init__(self, path: Path, accelerator):
-        self.path, self.acc = path, accelerator
+    def __init__(self, path: Path, accelerator, watch: EvalWatch):
+        self.path, self.acc, self.watch = path, accelerator, watch
 
     def load(self, total: int) -> tuple[int, float, list]:
         """-> (step, seconds, unlogged losses) of a complete checkpoint, or a fresh start."""
@@ -206,6 +290,9 @@ class LoopCheckpoint:
         unlogged = self.path / f"unlogged_{self.acc.process_index}.json"
         running = [torch.tensor(x, device=self.acc.device) for x in json.loads(unlogged.read_text())] \
             if unlogged.is_file() else []
+        if "eval_watch" in saved:  # train.eval_steps: the best so far, and its weights with keep_best
+            best = self.path / "best_trainable.pt"
+            self.watch.load_state(saved["eval_watch"], torch.load(best, map_location=self.acc.device) if best.is_file() else None)
         self.acc.print(f"resuming from {self.path} at step {saved['step']}/{total}")
         return saved["step"], saved.get("seconds", 0.0), running
 
@@ -216,7 +303,10 @@ class LoopCheckpoint:
         faults.point("checkpoint")
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "total_steps": total, "seconds": seconds}))
+            if self.watch.best is not None:
+                torch.save(self.watch.best, tmp / "best_trainable.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "total_steps": total, "seconds": seconds,
+                                                                "eval_watch": self.watch.state()}))
             shutil.rmtree(self.path, ignore_errors=True)
             tmp.rename(self.path)  # the old checkpoint goes only once the new one is complete
         self.acc.wait_for_everyone()
@@ -252,6 +342,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
     set_seed(cfg.train.seed)
     data = prepare(cfg.data, seed=cfg.train.seed)  # validation errors stop here, before the model loads
     method = get_method(cfg.method.name)
+    _check_eval_steps(cfg, method)
     model_path = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(cfg.model, model_path)
     extra = load_kwargs(cfg.method.name, cfg.method, model_path)
@@ -272,13 +363,13 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         if not model.backbone_trains():
             model.to(accelerator.device)
             xtr = cached_embeddings(model, tokenizer, data.train_texts, cfg, model_path, "embed train")
-            steps = fit_head_on_features(model, method, cfg, xtr, data.train_labels, history)
-            train_seconds = time.perf_counter() - start
             xte = cached_embeddings(model, tokenizer, data.test_texts, cfg, model_path, "embed test")
+            steps, watched = fit_head_on_features(model, method, cfg, xtr, data.train_labels, history, xte, data.test_labels)
+            train_seconds = time.perf_counter() - start
             with torch.no_grad():
                 preds = model.head(torch.from_numpy(xte).to(model.head.weight.device)).argmax(-1).tolist()
         else:
-            steps, train_seconds = train_loop(accelerator, model, tokenizer, data, cfg, out, history)
+            steps, train_seconds, watched = train_loop(accelerator, model, tokenizer, data, cfg, out, history)
             model = accelerator.unwrap_model(model)
             preds = predict(model, tokenizer, data.test_texts, cfg.model.max_length, cfg.eval.batch_size)
 
@@ -296,6 +387,7 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         "num_test": len(y),
         "method": cfg.method.name,
         "model": cfg.model.name,
+        **watched,
         **distributed.describe(accelerator.num_processes),
     }
     if cfg.output.save_model:
@@ -313,6 +405,21 @@ def run(cfg: ClassifyConfig, out: Path) -> dict:
         shutil.rmtree(out / "checkpoint", ignore_errors=True)
     accelerator.wait_for_everyone()
     return metrics
+
+
+def _check_eval_steps(cfg: ClassifyConfig, method) -> None:
+    """train.eval_steps needs optimizer steps to evaluate between, and (for now) whole weights in each process."""
+    from llmkit import distributed
+    from llmkit.errors import ConfigError
+
+    if not cfg.train.eval_steps:
+        return
+    if method.fit_head is not None:
+        raise ConfigError(f"train.eval_steps: method {cfg.method.name} fits its head in closed form (one solve, no "
+                          "optimizer steps to evaluate between); its test figures are in metrics.json")
+    if distributed.is_zero3() or distributed.uses_fsdp():
+        raise ConfigError("train.eval_steps for classify needs whole weights in every process; under ZeRO-3 or FSDP "
+                          "set train.eval_steps=0 (the test figures come after training)")
 
 
 def _checkpoint_step(out: Path) -> int:
