@@ -126,3 +126,17 @@ def test_the_report_checks_the_diagnostics_on_the_run_instead_of_printing_a_fixe
     assert rows["approx_kl, last fifth"][2:] == ["0.2500", "no"]
     assert rows["entropy, first -> last fifth"][2:] == ["2.000 -> 0.500", "no"]  # halved: not "more than half"
     assert rows["value loss, first -> last fifth"][2:] == ["0.9000 -> 0.2000", "yes"]
+
+
+def test_held_out_scores_every_eval_every_leave_training_as_it_was(tmp_path):
+    """train.eval_every adds greedy held-out scores to the history without drawing from the random stream
+    the rollouts use: the updates are the same as a run without it."""
+    plain = run(config(tmp_path / "a", train__num_updates=6), tmp_path / "a")
+    watched = run(config(tmp_path / "b", train__num_updates=6, train__eval_every=2), tmp_path / "b")
+    a, b = history(tmp_path / "a"), history(tmp_path / "b")
+    assert [r["step"] for r in b if "eval_reward" in r] == [2, 4]  # the final scores are metrics.json's eval_reward
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("eval_") and "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert watched["eval_reward"] == pytest.approx(plain["eval_reward"])
+    with pytest.raises(Exception, match="train.eval_every needs held-out prompts"):
+        config(tmp_path / "c", train__eval_every=2, eval__num_prompts=0)

@@ -104,6 +104,7 @@ class PPOTrainConfig:
     save_every: int = opt(5, "Checkpoint every N updates (0: only at the end).")
     resume: bool = opt(True, "Continue from output_dir/checkpoint when a killed run left one.")
     sample_every: int = opt(5, "Log sample generations every N updates (0: never).")
+    eval_every: int = opt(0, "Score the held-out prompts greedily every N updates too (0: only before and after PPO); each adds eval_reward (and eval_exact_match) to that update's history row and the report's reward curve.")
     report_to: list[str] = opt(factory=list, help="Experiment trackers that get every history.jsonl row: tensorboard, wandb (offline unless WANDB_MODE is set); [] for none.")
 
 
@@ -142,6 +143,10 @@ class PPOConfig:
             raise ConfigError(f"ppo.temperature must be > 0 (log-probs are taken at it), got {p.temperature}")
         if self.reward.model is None and self.reward.function is None:
             raise ConfigError("set reward.model (a reward model directory) or reward.function (module:function)")
+        if self.train.eval_every < 0:
+            raise ConfigError(f"train.eval_every must be >= 0, got {self.train.eval_every}")
+        if self.train.eval_every and not self.eval.num_prompts:
+            raise ConfigError("train.eval_every needs held-out prompts to score: set eval.num_prompts > 0")
         trackers.check(self.train.report_to)
 
 
@@ -501,7 +506,7 @@ def run(cfg: PPOConfig, out: Path) -> dict:
     acc.wait_for_everyone()
 
     with PeakMemory() as mem:
-        seconds = _updates(cfg, m, train_items, out, start, resume, seconds_before, acc, ranks)
+        seconds = _updates(cfg, m, train_items, test_items, out, start, resume, seconds_before, acc, ranks)
     acc.wait_for_everyone()
     if not main:
         return {}
@@ -560,10 +565,10 @@ def _load(cfg: PPOConfig, device) -> tuple[Learners, dict]:
     return Learners(policy, reference, value_model, scorer, tok, optimizers, kl_ctl), pad
 
 
-def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], out: Path, start: int, resume: bool,
-             seconds_before: float, acc, ranks) -> float:
-    """PPO updates `start`..num_updates with history, samples and checkpoints -> the run's training
-    seconds over all its sessions."""
+def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], test_items: list[dict], out: Path, start: int,
+             resume: bool, seconds_before: float, acc, ranks) -> float:
+    """PPO updates `start`..num_updates with history, samples, held-out scores every train.eval_every and
+    checkpoints -> the run's training seconds over all its sessions."""
     import torch
     from tqdm.auto import tqdm
 
@@ -588,7 +593,10 @@ def _updates(cfg: PPOConfig, m: Learners, train_items: list[dict], out: Path, st
         bar.update(1)
         bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
         if main:
-            history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()})
+            ev = {}
+            if cfg.train.eval_every and (u + 1) % cfg.train.eval_every == 0 and u + 1 < cfg.train.num_updates:
+                ev = {f"eval_{k}": v for k, v in evaluate(m.policy, m.tok, m.scorer, test_items, cfg)[0].items()}
+            history.log(step=u + 1, **{k: round(v, 6) for k, v in stats.items()}, **ev)
             if cfg.train.sample_every and (u + 1) % cfg.train.sample_every == 0:
                 for s in samples[:4]:
                     samples_log.log(update=u + 1, **s)

@@ -11,7 +11,8 @@ from llmkit.report import cell, image, md_table, num, pct, plot_curves, read_jso
 def write_report(out: Path, cfg, metrics: dict, history: list[dict], before: list[dict], after: list[dict]) -> Path:
     from llmkit.recipes.ppo import TIME_SPLIT
 
-    curves = plot_curves(history, ["reward_mean", "kl"], out / "reward_kl.png", title="PPO: reward and KL per update")
+    curves = plot_curves(history, [("reward_mean", "eval_reward"), "eval_exact_match", "kl"], out / "reward_kl.png",
+                         title="PPO: reward (rollouts, and held out every train.eval_every) and KL per update")
     diag = plot_curves(history, ["policy_loss", "value_loss", "entropy", "clipfrac", "approx_kl", "response_length"],
                        out / "ppo_diagnostics.png", title="PPO diagnostics")
     rows = [["mean reward (held out, greedy)", metrics.get("before_eval_reward"), metrics.get("eval_reward")]]
